@@ -1,0 +1,93 @@
+"""The small protocol every inference backend implements.
+
+The reranker owns prompts, parsing and scoring; a backend owns an engine. It renders chat
+messages with the model's template, truncates documents to a token budget, and answers two
+questions:
+
+* :meth:`Backend.label_logprobs` - given prompts that end right at the label marker, the
+  log-probability of each label as the next token (direct mode, and reasoning fallbacks);
+* :meth:`Backend.generate` - generate an explanation+verdict and report the label-token
+  log-probabilities at the position where the verdict's label was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel"]
+
+LocateLabel = Callable[[str], "int | None"]
+"""Given generated text, return the character offset of the verdict's label digit, or None."""
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """The label scale and marker a backend scores against."""
+
+    labels: tuple[int, ...]
+    marker: str = "Relevance:"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One chat prompt: messages, plus text the assistant turn starts with."""
+
+    messages: tuple[dict[str, str], ...]
+    assistant_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A backend's answer to one generation request.
+
+    Attributes:
+        text: Generated text (after the assistant prefix), special tokens removed.
+        label_logprobs: Log-probability per label at the token where the verdict's label was
+            written, or None if the backend could not find that token (the reranker then scores
+            with a second, forced pass).
+        num_tokens: Number of generated tokens.
+    """
+
+    text: str
+    label_logprobs: dict[int, float] | None = None
+    num_tokens: int = 0
+    error: str | None = field(default=None)
+
+
+class Backend(ABC):
+    """Base class of inference backends; register subclasses with :func:`register_backend`."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        """Cut ``text`` to at most ``max_tokens`` tokens; return (text, was_truncated)."""
+
+    @abstractmethod
+    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
+        """For prompts whose assistant prefix ends with ``spec.marker``, the next-token log-probability
+        of each label (labels the engine cannot see are left out)."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
+                 max_new_tokens: int) -> list[Generation]:
+        """Generate one completion per prompt; fill ``label_logprobs`` at the label located by ``locate``."""
+
+    async def alabel_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
+        """Async variant; the default runs the sync method in a worker thread."""
+        return await asyncio.to_thread(self.label_logprobs, prompts, spec)
+
+    async def agenerate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
+                        max_new_tokens: int) -> list[Generation]:
+        """Async variant; the default runs the sync method in a worker thread."""
+        return await asyncio.to_thread(self.generate, prompts, spec, locate=locate, max_new_tokens=max_new_tokens)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release engine resources (optional)."""
+
+    def describe(self) -> str:
+        """One line for logs and the CLI."""
+        return self.name

@@ -1,0 +1,341 @@
+"""Transformers backend: local inference on CPU/GPU (the default backend).
+
+Batches are sorted by length (order restored), left-padded, run under ``torch.inference_mode``.
+Direct scoring is one forward pass per document reading only the last position's logits; reasoning
+generates greedily, records the label-token log-probabilities at every step (a few floats per step,
+not the vocabulary) and stops each sequence as soon as its verdict's label is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .._deps import require
+from ..models import convert_gguf, resolve_model
+from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
+
+__all__ = ["TransformersBackend", "length_sorted_batches"]
+
+logger = logging.getLogger(__name__)
+_DEVICE_LOGGED: set[str] = set()
+
+
+def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), to cut padding.
+
+    Example:
+        >>> length_sorted_batches([3, 10, 1, 7], 2)
+        [[1, 3], [0, 2]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _pick_device(torch: Any, device: str | None) -> str:
+    if device:
+        return str(device)
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _pick_dtype(torch: Any, device: str, dtype: Any) -> Any:
+    if dtype is not None and dtype != "auto":
+        if isinstance(dtype, str):
+            if not hasattr(torch, dtype):
+                raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'bfloat16', 'float16' or 'float32'")
+            return getattr(torch, dtype)
+        return dtype
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.startswith("mps"):
+        return torch.float16
+    return torch.float32
+
+
+def _logsumexp(vals: list[float]) -> float:
+    top = max(vals)
+    if top == -math.inf:
+        return -math.inf
+    return top + math.log(sum(math.exp(v - top) for v in vals))
+
+
+class TransformersBackend(Backend):
+    """Hugging Face transformers inference.
+
+    Args:
+        model: Hub id, local directory, local ``.gguf`` file, or the alias ``"smollm2-local"``.
+        device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; auto-detected when None (logged once).
+        dtype: torch dtype or its name; auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU.
+        batch_size: Documents per forward/generate batch.
+        trust_remote_code: Allow model repositories' own code (off unless asked).
+        revision: Hub revision to pin.
+        cache_gguf: Convert a ``.gguf`` once to safetensors under the reasonrank cache and load that next time.
+        generation_kwargs: Extra ``generate`` options (e.g. ``{"do_sample": True, "temperature": 0.7}``);
+            greedy decoding by default.
+        show_progress: tqdm progress bars; default: when the logger is at INFO and there is more than a batch.
+        model_kwargs: Extra ``from_pretrained`` options.
+    """
+
+    name = "transformers"
+
+    def __init__(self, model: str, *, device: str | None = None, dtype: Any = None, batch_size: int = 8,
+                 trust_remote_code: bool = False, revision: str | None = None, cache_gguf: bool = True,
+                 generation_kwargs: dict[str, Any] | None = None, show_progress: bool | None = None,
+                 model_kwargs: dict[str, Any] | None = None) -> None:
+        self.torch = require("torch", "transformers", purpose="the transformers backend")
+        self.transformers = require("transformers", "transformers", purpose="the transformers backend")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.device = _pick_device(self.torch, device)
+        self.dtype = _pick_dtype(self.torch, self.device, dtype)
+        if self.device not in _DEVICE_LOGGED:
+            _DEVICE_LOGGED.add(self.device)
+            logger.info("reasonrank transformers backend on device=%s dtype=%s", self.device, self.dtype)
+        self.generation_kwargs = dict(generation_kwargs or {})
+        self.show_progress = show_progress
+        self.model_name = model
+        self.tokenizer, self.model = self._load(resolve_model(model), trust_remote_code=trust_remote_code,
+                                                revision=revision, cache_gguf=cache_gguf,
+                                                model_kwargs=dict(model_kwargs or {}))
+        self.model.eval()
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
+        self.pad_id = tok.pad_token_id
+        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
+        eos = eos if eos is not None else tok.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
+        self._label_cache: dict[LabelSpec, tuple[list[int], dict[int, list[int]]]] = {}
+        params = __import__("inspect").signature(self.model.forward).parameters
+        self._keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, path: str, *, trust_remote_code: bool, revision: str | None, cache_gguf: bool,
+              model_kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        tf = self.transformers
+        common = {"trust_remote_code": trust_remote_code, **({"revision": revision} if revision else {})}
+        mk = {"dtype": self.dtype, **common, **model_kwargs}
+        if path.endswith(".gguf"):
+            gguf = Path(path)
+            if cache_gguf:
+                try:
+                    path = str(convert_gguf(gguf, trust_remote_code=trust_remote_code))
+                except OSError as exc:  # read-only cache: load the GGUF directly
+                    logger.warning("could not cache the GGUF conversion (%s); loading it directly", exc)
+                    cache_gguf = False
+            if not cache_gguf:
+                require("gguf", "transformers", purpose="loading .gguf files")
+                tok = tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, **common)
+                model = tf.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                                **{**mk, "dtype": self.torch.float32})
+                return tok, model.to(device=self.device, dtype=self.dtype)
+        tok = tf.AutoTokenizer.from_pretrained(path, **common)
+        model = tf.AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, **mk)
+        return tok, model.to(self.device)
+
+    def describe(self) -> str:
+        return f"transformers:{self.model_name} on {self.device} ({str(self.dtype).replace('torch.', '')})"
+
+    # ------------------------------------------------------------------ text
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        cut = len(text) > max_tokens * 32  # never tokenise megabytes to keep 500 tokens
+        if cut:
+            text = text[: max_tokens * 32]
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        if len(ids) <= max_tokens:
+            return text, cut
+        return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True), True
+
+    def render(self, prompt: Prompt) -> str:
+        """The full prompt text: the model's chat template, then the assistant prefix."""
+        tok = self.tokenizer
+        msgs = list(prompt.messages)
+        if tok.chat_template:
+            try:
+                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+            except Exception:  # templates without a system role (e.g. Gemma): fold it into the user turn
+                if msgs and msgs[0]["role"] == "system" and len(msgs) > 1:
+                    merged = [{"role": "user", "content": msgs[0]["content"] + "\n\n" + msgs[1]["content"]}]
+                    text = tok.apply_chat_template(merged + msgs[2:], tokenize=False, add_generation_prompt=True)
+                else:
+                    raise
+        else:
+            text = "".join(m["content"] + "\n\n" for m in msgs)
+            if tok.bos_token:
+                text = tok.bos_token + text
+        return text + prompt.assistant_prefix
+
+    def _encode(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if self.context_length and len(ids) > self.context_length:
+            raise ValueError(f"a prompt is {len(ids)} tokens, over the model's context of {self.context_length}; "
+                             "lower max_doc_tokens or shorten the query")
+        return ids
+
+    def label_tokens(self, spec: LabelSpec) -> tuple[list[int], dict[int, list[int]]]:
+        """(spacer token ids between marker and label, candidate token ids per label)."""
+        if spec in self._label_cache:
+            return self._label_cache[spec]
+        tok = self.tokenizer
+        marker = spec.marker.strip()
+        m_ids = tok.encode(marker, add_special_tokens=False)
+        spacer: list[int] | None = None
+        cands: dict[int, list[int]] = {}
+        for lab in spec.labels:
+            f_ids = tok.encode(f"{marker} {lab}", add_special_tokens=False)
+            if f_ids[: len(m_ids)] != m_ids or len(f_ids) == len(m_ids):
+                raise ValueError(f"tokenizer splits '{marker} {lab}' unexpectedly; use a marker ending in ':'")
+            suffix = f_ids[len(m_ids):]
+            if tok.decode(suffix[-1:]).strip() != str(lab):
+                raise ValueError(f"label {lab} is not a single token after {marker!r} for this tokenizer")
+            if spacer is None:
+                spacer = suffix[:-1]
+            elif spacer != suffix[:-1]:
+                raise ValueError(f"labels tokenise differently after {marker!r}; use single-digit labels")
+            ids = {suffix[-1]}
+            for variant in (str(lab), f" {lab}"):
+                v = tok.encode(variant, add_special_tokens=False)
+                if len(v) == 1 and tok.decode(v).strip() == str(lab):
+                    ids.add(v[0])
+            cands[lab] = sorted(ids)
+        self._label_cache[spec] = (spacer or [], cands)
+        return self._label_cache[spec]
+
+    # ------------------------------------------------------------------ tensors
+    def _batch_tensors(self, seqs: list[list[int]]) -> dict[str, Any]:
+        torch = self.torch
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for r, s in enumerate(seqs):
+            ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            mask[r, width - len(s):] = 1
+        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+    def _progress(self, total: int, desc: str) -> Any:
+        from tqdm.auto import tqdm
+
+        show = self.show_progress
+        if show is None:
+            show = total > 1 and logger.isEnabledFor(logging.INFO)
+        return tqdm(total=total, desc=desc, disable=not show, leave=False)
+
+    # ------------------------------------------------------------------ scoring
+    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
+        torch = self.torch
+        spacer, cands = self.label_tokens(spec)
+        seqs = [self._encode(self.render(p).rstrip(" ")) + spacer for p in prompts]
+        flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
+        index = torch.tensor([tid for _, tid in flat], device=self.device)
+        out: list[dict[int, float]] = [{} for _ in seqs]
+        batches = length_sorted_batches([len(s) for s in seqs], self.batch_size)
+        with torch.inference_mode(), self._progress(len(batches), "scoring") as bar:
+            for batch in batches:
+                enc = self._batch_tensors([seqs[i] for i in batch])
+                pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+                kw = {self._keep_kw: 1} if self._keep_kw else {}
+                logits = self.model(**enc, position_ids=pos, use_cache=False, **kw).logits[:, -1, :]
+                lp = torch.log_softmax(logits.float(), dim=-1).index_select(-1, index).cpu().tolist()
+                for row, i in enumerate(batch):
+                    per: dict[int, list[float]] = {}
+                    for (lab, _), v in zip(flat, lp[row]):
+                        per.setdefault(lab, []).append(v)
+                    out[i] = {lab: _logsumexp(v) for lab, v in per.items()}
+                bar.update(1)
+        return out
+
+    def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
+                 max_new_tokens: int) -> list[Generation]:
+        torch, tf = self.torch, self.transformers
+        _, cands = self.label_tokens(spec)
+        flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
+        index = torch.tensor([tid for _, tid in flat], device=self.device)
+        label_ids = {tid for _, tid in flat}
+        seqs = [self._encode(self.render(p)) for p in prompts]
+        if self.context_length:
+            longest = max((len(s) for s in seqs), default=0)
+            if longest + max_new_tokens > self.context_length:
+                raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
+                                 f"model's context of {self.context_length}; lower max_doc_tokens or max_new_tokens")
+        verdict = re.compile(re.escape(spec.marker.strip().rstrip(":")) + r"[^\d\n]{0,8}\d", re.IGNORECASE)
+        tok = self.tokenizer
+        out: list[Generation | None] = [None] * len(seqs)
+        batches = length_sorted_batches([len(s) for s in seqs], self.batch_size)
+
+        class Recorder(tf.LogitsProcessor):
+            def __init__(self) -> None:
+                self.steps: list[Any] = []
+
+            def __call__(self, input_ids: Any, scores: Any) -> Any:
+                self.steps.append(torch.log_softmax(scores.float(), dim=-1).index_select(-1, index))
+                return scores
+
+        class VerdictStop(tf.StoppingCriteria):
+            """Stop a sequence once its verdict's label digit is written (saves the tokens after it)."""
+
+            def __init__(self, prompt_len: int) -> None:
+                self.prompt_len = prompt_len
+
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+                done = []
+                for row in input_ids[:, self.prompt_len:].tolist():
+                    done.append(bool(row) and row[-1] in label_ids and
+                                bool(verdict.search(tok.decode(row[-12:], skip_special_tokens=True))))
+                return torch.tensor(done, device=input_ids.device)
+
+        gen_cfg = self.model.generation_config.to_dict() if self.model.generation_config else {}
+        kwargs: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None,
+                                  "max_new_tokens": max_new_tokens, "pad_token_id": self.pad_id,
+                                  "eos_token_id": sorted(self.eos_ids) or None}
+        kwargs.update(self.generation_kwargs)
+        if "repetition_penalty" not in self.generation_kwargs and gen_cfg.get("repetition_penalty", 1.0) != 1.0:
+            kwargs["repetition_penalty"] = 1.0  # keep label probabilities unbiased
+        with torch.inference_mode(), self._progress(len(batches), "generating") as bar:
+            for batch in batches:
+                enc = self._batch_tensors([seqs[i] for i in batch])
+                width = enc["input_ids"].shape[1]
+                rec = Recorder()
+                res = self.model.generate(**enc, logits_processor=tf.LogitsProcessorList([rec]),
+                                          stopping_criteria=tf.StoppingCriteriaList([VerdictStop(width)]),
+                                          **kwargs)
+                steps = torch.stack(rec.steps, dim=1).cpu().tolist() if rec.steps else [[] for _ in batch]
+                for row, i in enumerate(batch):
+                    ids = res[row, width:].tolist()
+                    stop = next((k for k, t in enumerate(ids) if t in self.eos_ids or t == self.pad_id), len(ids))
+                    ids = ids[:stop]
+                    out[i] = self._finish(ids, steps[row], flat, locate)
+                bar.update(1)
+        return [g for g in out if g is not None]
+
+    def _finish(self, ids: list[int], steps: list[list[float]], flat: list[tuple[int, int]],
+                locate: LocateLabel) -> Generation:
+        tok = self.tokenizer
+        text = tok.decode(ids, skip_special_tokens=True)
+        pos = locate(text)
+        if pos is None:
+            return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
+        step = None
+        for k in range(len(ids)):  # first token whose decoded prefix reaches past the label's offset
+            if len(tok.decode(ids[: k + 1], skip_special_tokens=True)) > pos:
+                step = k
+                break
+        label_ids = {tid for _, tid in flat}
+        if step is None or step >= len(steps) or ids[step] not in label_ids:
+            return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
+        per: dict[int, list[float]] = {}
+        for (lab, _), v in zip(flat, steps[step]):
+            per.setdefault(lab, []).append(v)
+        return Generation(text=text, label_logprobs={lab: _logsumexp(v) for lab, v in per.items()},
+                          num_tokens=len(ids))

