@@ -37,6 +37,8 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, vocab_size: int = 400, 
     """Write a random tiny Llama causal LM + trained tokenizer to ``path`` (safetensors); return the path.
 
     Digits are split into single tokens (as in Llama-3/Qwen tokenizers), so labels are one token each.
+    Weights are drawn with ``initializer_range=0.2`` (not the usual 0.02) so that outputs depend visibly on
+    the input: a near-uniform model would hide padding, masking and position bugs.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -59,7 +61,7 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, vocab_size: int = 400, 
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
                       num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=4096, tie_word_embeddings=True,
+                      max_position_embeddings=4096, tie_word_embeddings=True, initializer_range=0.2,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
     model = LlamaForCausalLM(cfg)
     model.generation_config.eos_token_id = tok.eos_token_id

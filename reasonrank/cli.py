@@ -1,0 +1,133 @@
+"""Command line: ``reasonrank rerank --model M --query Q --docs FILE.jsonl``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .models import DEFAULT_MODEL, LOCAL_SMOLLM2
+
+__all__ = ["main", "read_docs"]
+
+
+class DocsFileError(ValueError):
+    """The documents file cannot be read; the message names the line and the fix."""
+
+
+def read_docs(path: str) -> list[Any]:
+    """Read documents from a JSONL file (one JSON object with ``text`` or a JSON string per line;
+    blank lines skipped) or ``-`` for standard input."""
+    if path == "-":
+        lines = sys.stdin.read().splitlines()
+        name = "<stdin>"
+    else:
+        p = Path(path)
+        if not p.is_file():
+            raise DocsFileError(f"documents file {path!r} not found; pass a JSONL file with one "
+                                '{"id": ..., "text": ...} object per line')
+        lines = p.read_text(encoding="utf-8").splitlines()
+        name = path
+    docs = []
+    for no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            docs.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise DocsFileError(f"{name}:{no}: not valid JSON ({exc.msg}); each line must be a JSON object "
+                                'like {"id": "d1", "text": "..."} or a JSON string') from None
+    return docs
+
+
+def _opt(items: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"reasonrank: --backend-opt takes KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="reasonrank", description="Reasoning reranker for retrieval pipelines.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    rr = sub.add_parser("rerank", help="rerank documents for a query and print the ranking",
+                        description="Rerank a JSONL file of documents for one query.")
+    rr.add_argument("--model", default=DEFAULT_MODEL,
+                    help=f"hub id, local dir, .gguf file or {LOCAL_SMOLLM2!r} (default: {DEFAULT_MODEL})")
+    rr.add_argument("--query", required=True)
+    rr.add_argument("--docs", required=True, help="JSONL file (one {\"id\",\"text\"} object per line) or - for stdin")
+    rr.add_argument("--top-k", type=int, default=None)
+    rr.add_argument("--mode", choices=("reasoning", "direct"), default="reasoning")
+    rr.add_argument("--backend", default="transformers")
+    rr.add_argument("--labels", default="0,1,2", help="label scale, e.g. 0,1,2 or 0,1")
+    rr.add_argument("--template", default=None, help="template name or YAML/JSON file")
+    rr.add_argument("--batch-size", type=int, default=8)
+    rr.add_argument("--max-new-tokens", type=int, default=256)
+    rr.add_argument("--max-doc-tokens", type=int, default=1024)
+    rr.add_argument("--on-parse-error", choices=("fallback", "raise"), default="fallback")
+    rr.add_argument("--device", default=None)
+    rr.add_argument("--dtype", default=None)
+    rr.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="backend option (JSON-parsed when possible), repeatable, e.g. base_url=http://...")
+    rr.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    rr.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    return ap
+
+
+def _table(results: Sequence[Any], mode: str) -> str:
+    width = max(60, min(shutil.get_terminal_size((120, 20)).columns, 160))
+    head = f"{'rank':>4}  {'score':>6}  {'label':>5}  {'id':<14}  {'explanation' if mode == 'reasoning' else 'text'}"
+    lines = [head, "-" * min(width, len(head) + 40)]
+    room = max(20, width - 42)
+    for r in results:
+        body = (r.explanation or "") if mode == "reasoning" else r.text
+        body = " ".join(body.split()) or "(no explanation)"
+        flags = ("" if r.parse_ok else " [unparsed: label from probabilities]") + (" [truncated]" if r.truncated else "")
+        lines.append(f"{r.rank:>4}  {r.score:6.3f}  {r.label:>5}  {str(r.id if r.id is not None else r.index):<14.14}  "
+                     f"{textwrap.shorten(body, room, placeholder=' ...')}{flags}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from ._deps import MissingDependencyError
+    from .parsing import ParseError
+    from .reranker import ReasoningReranker
+
+    try:
+        docs = read_docs(args.docs)
+        labels = tuple(int(x) for x in args.labels.split(","))
+        reranker = ReasoningReranker(
+            args.model, backend=args.backend, mode=args.mode, label_scale=labels, template=args.template,
+            max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+            on_parse_error=args.on_parse_error, device=args.device, dtype=args.dtype, **_opt(args.backend_opt))
+        results = reranker.rank(args.query, docs, top_k=args.top_k)
+    except (DocsFileError, ValueError, TypeError, FileNotFoundError, MissingDependencyError, ParseError) as exc:
+        print(f"reasonrank: error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        for r in results:
+            print(json.dumps({"rank": r.rank, "index": r.index, "id": r.id, "score": r.score, "label": r.label,
+                              "label_probs": list(r.label_probs), "explanation": r.explanation,
+                              "parse_ok": r.parse_ok, "truncated": r.truncated, "text": r.text}))
+    else:
+        print(_table(results, args.mode))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The `reasonrank rerank` command, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "examples" / "sample.jsonl"
+
+
+def _run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reasonrank.cli", *args], capture_output=True, text=True,
+                          input=stdin, timeout=600, cwd=ROOT)
+
+
+def test_json_output_on_tiny_model(tiny_model_dir: Path) -> None:
+    p = _run("rerank", "--model", str(tiny_model_dir), "--query", "what is bm25", "--docs", str(SAMPLE),
+             "--mode", "direct", "--json", "--top-k", "4")
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    ids = {json.loads(line)["id"] for line in SAMPLE.read_text().splitlines()}
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert {r["id"] for r in rows} <= ids
+    assert [r["score"] for r in rows] == sorted((r["score"] for r in rows), reverse=True)
+    assert all(abs(sum(r["label_probs"]) - 1) < 1e-6 for r in rows)
+
+
+def test_table_from_stdin(tiny_model_dir: Path) -> None:
+    p = _run("rerank", "--model", str(tiny_model_dir), "--query", "q", "--docs", "-", "--mode", "direct",
+             stdin='"first document"\n\n{"id": "b", "text": "second document"}\n')
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split()[:4] == ["rank", "score", "label", "id"]
+    assert len(lines) == 4 and {ln.split()[3] for ln in lines[2:]} == {"0", "b"}
+
+
+@pytest.mark.parametrize("args,stdin,needle", [
+    (["--docs", "no-such-file.jsonl"], None, "documents file 'no-such-file.jsonl' not found"),
+    (["--docs", "-"], '{"text": "ok"}\n{broken\n', "<stdin>:2: not valid JSON"),
+    (["--docs", "-", "--labels", "1,2"], '"doc"\n', "label scale must be"),
+    (["--docs", "-"], '{"body": "x"}\n', "docs[0] is a mapping without a text field"),
+])
+def test_errors_exit_2_with_a_fix(tiny_model_dir: Path, args: list[str], stdin: str | None, needle: str) -> None:
+    p = _run("rerank", "--model", str(tiny_model_dir), "--query", "q", "--mode", "direct", *args, stdin=stdin)
+    assert p.returncode == 2 and needle in p.stderr, p.stderr
+
+
+def test_empty_query_is_rejected(tiny_model_dir: Path) -> None:
+    p = _run("rerank", "--model", str(tiny_model_dir), "--query", " ", "--docs", str(SAMPLE), "--mode", "direct")
+    assert p.returncode == 2 and "query is empty" in p.stderr
+
+
+@pytest.mark.slow
+def test_readme_main_job_on_smollm2() -> None:
+    """The README's main job: reasoning mode, offline, on the bundled sample and the local SmolLM2 GGUF."""
+    p = _run("rerank", "--model", "smollm2-local", "--query", "how does BM25 score documents", "--docs",
+             str(SAMPLE), "--top-k", "3", "--max-new-tokens", "48")
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].split()[:5] == ["rank", "score", "label", "id", "explanation"]
+    assert [ln.split()[0] for ln in lines[2:]] == ["1", "2", "3"]
