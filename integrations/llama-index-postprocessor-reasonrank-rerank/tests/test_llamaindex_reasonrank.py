@@ -1,0 +1,168 @@
+"""ReasoningRerank inside real LlamaIndex query engines (retriever + postprocessor, response_mode no_text)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from llama_index.core import VectorStoreIndex
+from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
+from llama_index.core.embeddings import MockEmbedding
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.llms import MockLLM
+from llama_index.core.query_engine import RetrieverQueryEngine
+from llama_index.core.response_synthesizers.no_text import NoText
+from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.postprocessor.reasonrank_rerank import METADATA_KEYS, ReasoningRerank
+
+from reasonrank import ReasoningReranker
+
+QUERY = "what is bm25"
+TEXTS = [
+    "BM25 is a ranking function used by search engines.",
+    "The cat sat on the mat.",
+    "Photosynthesis converts light into chemical energy.",
+    "Python is a programming language.",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_direct(tiny_model_dir) -> ReasoningReranker:
+    return ReasoningReranker(str(tiny_model_dir), mode="direct")
+
+
+def _engine(rerank: ReasoningRerank, callback_manager: CallbackManager | None = None):
+    nodes = [TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)]
+    index = VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))
+    retriever = index.as_retriever(similarity_top_k=len(nodes))
+    # response_mode "no_text" (NoText ignores from_args' llm, so pass it an offline MockLLM directly)
+    engine = RetrieverQueryEngine.from_args(
+        retriever,
+        llm=MockLLM(),
+        node_postprocessors=[rerank],
+        response_synthesizer=NoText(llm=MockLLM()),
+        callback_manager=callback_manager,
+    )
+    return retriever, engine
+
+
+def _assert_matches_core(
+    out: list[NodeWithScore], retrieved: list[NodeWithScore], core: ReasoningReranker, top_n: int
+) -> None:
+    texts = [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in retrieved]
+    expected = core.rank(QUERY, texts, top_k=top_n)
+    assert len(out) == len(expected) == min(top_n, len(retrieved))
+    assert [n.node.node_id for n in out] == [retrieved[r.index].node.node_id for r in expected]
+    for n, r in zip(out, expected, strict=True):
+        assert type(n.score) is float and n.score == pytest.approx(r.score, abs=1e-6)
+        assert n.node.metadata["reasonrank_label"] == r.label
+        assert n.node.metadata["reasonrank_explanation"] == r.explanation
+        assert n.node.metadata["reasonrank_parse_ok"] is r.parse_ok
+    assert [n.score for n in out] == sorted((n.score for n in out), reverse=True)
+
+
+class _Collect(BaseEventHandler):
+    events: list[Any] = []
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "ReasonrankTestCollect"
+
+    def handle(self, event: Any, **kwargs: Any) -> None:
+        self.events.append(event)
+
+
+@pytest.fixture
+def rerank_events():
+    root = get_dispatcher()
+    handler = _Collect(events=[])
+    root.add_event_handler(handler)
+    yield handler.events
+    root.event_handlers.remove(handler)
+
+
+def test_query_engine_sync_matches_core_with_events(tiny_direct, rerank_events):
+    debug = LlamaDebugHandler()
+    rerank = ReasoningRerank(reranker=tiny_direct, top_n=3, keep_retrieval_score=True)
+    retriever, engine = _engine(rerank, CallbackManager([debug]))
+    retrieved = retriever.retrieve(QUERY)
+    response = engine.query(QUERY)
+    _assert_matches_core(response.source_nodes, retrieved, tiny_direct, top_n=3)
+    by_id = {n.node.node_id: n.score for n in retrieved}
+    for n in response.source_nodes:
+        assert n.node.metadata["retrieval_score"] == by_id[n.node.node_id]
+        # reranker metadata never leaks into the text sent to LLMs/embedders
+        for mode in (MetadataMode.LLM, MetadataMode.EMBED):
+            assert "reasonrank" not in n.node.get_content(metadata_mode=mode)
+            assert "retrieval_score" not in n.node.get_content(metadata_mode=mode)
+    assert all("reasonrank_label" not in n.node.metadata for n in retrieved)  # inputs are not modified
+
+    pairs = debug.get_event_pairs(CBEventType.RERANKING)
+    assert len(pairs) == 1
+    start, end = pairs[0]
+    assert start.payload[EventPayload.QUERY_STR] == QUERY and start.payload[EventPayload.TOP_K] == 3
+    assert len(start.payload[EventPayload.NODES]) == len(TEXTS)
+    assert end.payload[EventPayload.NODES] == response.source_nodes
+
+    starts = [e for e in rerank_events if isinstance(e, ReRankStartEvent)]
+    ends = [e for e in rerank_events if isinstance(e, ReRankEndEvent)]
+    assert len(starts) == len(ends) == 1
+    assert (
+        starts[0].top_n == 3 and starts[0].model_name == rerank.model and len(starts[0].nodes) == len(TEXTS)
+    )
+    assert [n.node.node_id for n in ends[0].nodes] == [n.node.node_id for n in response.source_nodes]
+
+
+def test_query_engine_async_equals_sync(tiny_direct, rerank_events):
+    rerank = ReasoningRerank(reranker=tiny_direct, top_n=2)
+    _, engine = _engine(rerank)
+    sync = engine.query(QUERY).source_nodes
+    aresp = asyncio.run(engine.aquery(QUERY)).source_nodes
+    assert [(n.node.node_id, n.score, n.node.metadata) for n in aresp] == [
+        (n.node.node_id, n.score, n.node.metadata) for n in sync
+    ]
+    assert sum(isinstance(e, ReRankEndEvent) for e in rerank_events) == 2
+
+
+def test_lazy_model_reasoning_mode(tiny_model_dir):
+    rerank = ReasoningRerank(
+        model=str(tiny_model_dir), mode="reasoning", top_n=2, reranker_kwargs={"max_new_tokens": 12}
+    )
+    nodes = [NodeWithScore(node=TextNode(text=t), score=0.5) for t in TEXTS[:3]]
+    out = rerank.postprocess_nodes(nodes, query_str=QUERY)
+    core = ReasoningReranker(str(tiny_model_dir), mode="reasoning", max_new_tokens=12)
+    _assert_matches_core(out, nodes, core, top_n=2)
+    assert all(isinstance(n.node.metadata["reasonrank_explanation"], str) for n in out)
+    assert rerank._get_reranker() is rerank._get_reranker()  # built once
+
+
+def test_bad_inputs(tiny_direct):
+    rerank = ReasoningRerank(reranker=tiny_direct, top_n=5)
+    assert rerank.postprocess_nodes([], query_str=QUERY) == []
+    assert asyncio.run(rerank.apostprocess_nodes([], query_str=QUERY)) == []
+    node = TextNode(text=TEXTS[0])
+    dup = rerank.postprocess_nodes(
+        [NodeWithScore(node=node, score=0.1), NodeWithScore(node=node, score=0.9)], query_str=QUERY
+    )
+    assert len(dup) == 2 and dup[0].score == dup[1].score
+    assert dup[0].node.metadata == dup[1].node.metadata
+    with pytest.raises(ValueError, match="empty text"):
+        rerank.postprocess_nodes(
+            [NodeWithScore(node=node), NodeWithScore(node=TextNode(text=""))], query_str=QUERY
+        )
+    with pytest.raises(ValueError, match="query bundle"):
+        rerank.postprocess_nodes([NodeWithScore(node=node)])
+
+
+@pytest.mark.slow
+def test_smollm2_shared_reranker(smollm2_direct):
+    a = ReasoningRerank(reranker=smollm2_direct, top_n=2)
+    b = ReasoningRerank(reranker=smollm2_direct, top_n=3)
+    assert a._get_reranker() is b._get_reranker() is smollm2_direct
+    nodes = [NodeWithScore(node=TextNode(text=t)) for t in TEXTS[:3]]
+    out = a.postprocess_nodes(nodes, QueryBundle(QUERY))
+    _assert_matches_core(out, nodes, smollm2_direct, top_n=2)
+    assert set(METADATA_KEYS) <= set(out[0].node.metadata)

@@ -1,0 +1,263 @@
+"""Haystack component over :class:`reasonrank.ReasoningReranker` (translation only, no scoring of its own)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import weakref
+from dataclasses import replace
+from math import inf
+from typing import Any, Literal
+
+from haystack import Document, component, default_from_dict, default_to_dict
+from haystack.core.errors import SerializationError
+from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
+
+from reasonrank import DEFAULT_MODEL, ReasoningReranker, RerankResult
+
+__all__ = ["ReasoningRanker"]
+
+logger = logging.getLogger(__name__)
+
+# Rankers built from equal settings share one loaded model (e.g. the same pipeline loaded twice).
+_SHARED: weakref.WeakValueDictionary[str, ReasoningReranker] = weakref.WeakValueDictionary()
+_SHARED_LOCK = threading.Lock()
+
+
+@component
+class ReasoningRanker:
+    """Ranks Documents with a reasoning reranker: a small LM explains, then grades each Document's relevance.
+
+    Each output Document is a copy with ``score`` (relevance in [0, 1]) and the metadata
+    ``reasonrank_label``, ``reasonrank_explanation`` and ``reasonrank_parse_ok``. Documents with the same
+    id are deduplicated first (keeping the highest retrieval score), as Haystack's own rankers do.
+
+    Usage example:
+    ```python
+    from haystack import Document
+    from haystack_integrations.components.rankers.reasonrank import ReasoningRanker
+
+    ranker = ReasoningRanker(model="smollm2-local", mode="direct", top_k=2)
+    docs = [Document(content="Paris is the capital of France"), Document(content="Berlin is in Germany")]
+    result = ranker.run(query="capital of France", documents=docs)
+    print(result["documents"][0].content, result["documents"][0].meta["reasonrank_label"])
+    ```
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        reranker: ReasoningReranker | None = None,
+        backend: str = "transformers",
+        mode: Literal["reasoning", "direct"] = "reasoning",
+        device: ComponentDevice | None = None,
+        api_key: Secret | None = None,
+        batch_size: int = 8,
+        max_new_tokens: int = 256,
+        top_k: int = 10,
+        score_threshold: float | None = None,
+        meta_fields_to_embed: list[str] | None = None,
+        embedding_separator: str = "\n",
+        reranker_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        """Create the component; the model is loaded in :meth:`warm_up`.
+
+        Args:
+            model: Model for :class:`reasonrank.ReasoningReranker` (hub id, local dir, ``.gguf``,
+                ``"smollm2-local"``, or the served model name for ``backend="openai"``).
+            reranker: A ready reranker to use (and share) instead of building one; such a component cannot be
+                serialized.
+            backend: reasonrank backend name: ``"transformers"``, ``"vllm"`` or ``"openai"``.
+            mode: ``"reasoning"`` (explain, then grade) or ``"direct"`` (grade only, one forward pass).
+            device: Device for local backends; auto-detected when None.
+            api_key: API key of a served model (``backend="openai"``), passed to the backend as ``api_key``.
+            batch_size: Documents per engine batch.
+            max_new_tokens: Generation budget for explanation + verdict (reasoning mode).
+            top_k: The maximum number of Documents to return.
+            score_threshold: Keep only Documents with at least this score.
+            meta_fields_to_embed: Meta fields shown to the model before the content.
+            embedding_separator: Separator between the meta fields and the content.
+            reranker_kwargs: More :class:`reasonrank.ReasoningReranker` options (``template``,
+                ``label_scale``, ``max_doc_tokens``, ``on_parse_error``, backend options).
+
+        Raises:
+            ValueError: ``top_k`` is not > 0.
+        """
+        if top_k <= 0:
+            raise ValueError(f"top_k must be > 0, but got {top_k}")
+        self.model = model
+        self.backend = backend
+        self.mode = mode
+        self.device = device
+        self.api_key = api_key
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.top_k = top_k
+        self.score_threshold = score_threshold
+        self.meta_fields_to_embed = list(meta_fields_to_embed or [])
+        self.embedding_separator = embedding_separator
+        self.reranker_kwargs = dict(reranker_kwargs or {})
+        self._given = reranker
+        self._reranker: ReasoningReranker | None = reranker
+
+    def warm_up(self) -> None:
+        """Load the model (once; components with equal settings share it). Idempotent."""
+        if self._reranker is not None:
+            return
+        options: dict[str, Any] = {
+            "backend": self.backend,
+            "mode": self.mode,
+            "batch_size": self.batch_size,
+            "max_new_tokens": self.max_new_tokens,
+            **self.reranker_kwargs,
+        }
+        if self.device is not None:
+            options["device"] = self.device.to_torch_str()
+        if self.api_key is not None and (key := self.api_key.resolve_value()) is not None:
+            options["api_key"] = key
+        # hashed: the key holds the resolved API key, if any
+        cache_key = hashlib.sha256(
+            json.dumps([self.model, options], sort_keys=True, default=repr).encode()
+        ).hexdigest()
+        with _SHARED_LOCK:
+            rr = _SHARED.get(cache_key)
+            if rr is None:
+                rr = ReasoningReranker(self.model, **options)
+                _SHARED[cache_key] = rr
+        self._reranker = rr
+
+    def to_dict(self) -> dict[str, Any]:
+        """Serialize the component (the model is referenced by name, API keys as environment variables).
+
+        Raises:
+            SerializationError: the component wraps a ready ``reranker`` instance.
+        """
+        if self._given is not None:
+            raise SerializationError(
+                "A ReasoningRanker built around a ready reranker instance cannot be serialized; "
+                "build it with model=... (rankers with equal settings share one model)"
+            )
+        return default_to_dict(
+            self,
+            model=self.model,
+            backend=self.backend,
+            mode=self.mode,
+            device=self.device.to_dict() if self.device else None,
+            api_key=self.api_key.to_dict() if self.api_key else None,
+            batch_size=self.batch_size,
+            max_new_tokens=self.max_new_tokens,
+            top_k=self.top_k,
+            score_threshold=self.score_threshold,
+            meta_fields_to_embed=self.meta_fields_to_embed,
+            embedding_separator=self.embedding_separator,
+            reranker_kwargs=self.reranker_kwargs,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ReasoningRanker:
+        """Deserialize a component written by :meth:`to_dict`."""
+        params = data.get("init_parameters", {})
+        if isinstance(params.get("device"), dict):
+            params["device"] = ComponentDevice.from_dict(params["device"])
+        deserialize_secrets_inplace(params, keys=["api_key"])
+        return default_from_dict(cls, data)
+
+    @component.output_types(documents=list[Document])
+    def run(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """Rank ``documents`` by relevance to ``query``.
+
+        Args:
+            query: The query.
+            documents: Documents to rank.
+            top_k: The maximum number of Documents to return; overrides the init value.
+            score_threshold: Keep only Documents with at least this score; overrides the init value.
+
+        Returns:
+            ``{"documents": [...]}``: copies, most relevant first, with ``score`` and reasonrank metadata.
+
+        Raises:
+            ValueError: ``top_k`` is not > 0, or a Document has no text (no content and no embedded
+                meta field).
+        """
+        top_k, threshold, docs, texts = self._prepare(documents, top_k, score_threshold)
+        if not docs:
+            return {"documents": []}
+        self.warm_up()
+        assert self._reranker is not None
+        results = self._reranker.rank(query, texts, top_k=top_k)
+        return {"documents": self._to_documents(docs, results, threshold)}
+
+    @component.output_types(documents=list[Document])
+    async def run_async(
+        self,
+        query: str,
+        documents: list[Document],
+        top_k: int | None = None,
+        score_threshold: float | None = None,
+    ) -> dict[str, list[Document]]:
+        """Async :meth:`run`: scores through the reranker's async API."""
+        top_k, threshold, docs, texts = self._prepare(documents, top_k, score_threshold)
+        if not docs:
+            return {"documents": []}
+        if self._reranker is None:
+            await asyncio.to_thread(self.warm_up)
+        assert self._reranker is not None
+        results = await self._reranker.arank(query, texts, top_k=top_k)
+        return {"documents": self._to_documents(docs, results, threshold)}
+
+    # ------------------------------------------------------------------ translation
+    def _prepare(
+        self, documents: list[Document], top_k: int | None, score_threshold: float | None
+    ) -> tuple[int, float | None, list[Document], list[str]]:
+        top_k = self.top_k if top_k is None else top_k
+        if top_k <= 0:
+            raise ValueError(f"top_k must be > 0, but got {top_k}")
+        threshold = self.score_threshold if score_threshold is None else score_threshold
+        best: dict[str, Document] = {}  # dedupe by id, keeping the highest score (Haystack rankers do this)
+        for doc in documents:
+            kept = best.get(doc.id)
+            if kept is None or (doc.score if doc.score is not None else -inf) > (
+                kept.score if kept.score is not None else -inf
+            ):
+                best[doc.id] = doc
+        docs = list(best.values())
+        texts = []
+        for doc in docs:
+            meta = [str(doc.meta[k]) for k in self.meta_fields_to_embed if doc.meta.get(k)]
+            text = self.embedding_separator.join([*meta, doc.content] if doc.content else meta)
+            if not text.strip():
+                raise ValueError(
+                    f"Document {doc.id!r} has no text to judge (content is {doc.content!r}); filter out "
+                    "Documents without content before the ranker, or set meta_fields_to_embed"
+                )
+            texts.append(text)
+        return top_k, threshold, docs, texts
+
+    @staticmethod
+    def _to_documents(
+        docs: list[Document], results: list[RerankResult], threshold: float | None
+    ) -> list[Document]:
+        out = [
+            replace(
+                docs[r.index],
+                score=float(r.score),
+                meta={
+                    **docs[r.index].meta,
+                    "reasonrank_label": int(r.label),
+                    "reasonrank_explanation": r.explanation,
+                    "reasonrank_parse_ok": bool(r.parse_ok),
+                },
+            )
+            for r in results
+        ]
+        return out if threshold is None else [d for d in out if d.score >= threshold]
