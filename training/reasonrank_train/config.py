@@ -1,0 +1,412 @@
+"""Stage configurations: dataclasses with help metadata, checked in ``__post_init__`` with errors that
+state the fix, loaded from YAML with unknown-key errors.
+
+A config file holds one section per stage (``generate``, ``sft``, ``grpo``, ``score_learn``, ``eval``,
+``export``); ``reasonrank-train STAGE --config FILE`` reads that stage's section. The SFT and GRPO sections
+are TRL's :class:`~trl.SFTConfig` / :class:`~trl.GRPOConfig` extended with reasonrank fields, so every TRL
+option is available there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reasonrank.parsing import validate_labels
+
+__all__ = [
+    "STAGES",
+    "ConfigError",
+    "EvalConfig",
+    "ExportConfig",
+    "GenerateConfig",
+    "LoraFields",
+    "ModelFields",
+    "ScoreLearnConfig",
+    "check_label_scale",
+    "config_class",
+    "load_config",
+    "parse_overrides",
+]
+
+MODES = ("reasoning", "direct")
+
+# stage name (CLI) -> (YAML section, "module:Class"); classes are imported lazily (TRL is heavy).
+STAGES: dict[str, tuple[str, str]] = {
+    "generate": ("generate", "reasonrank_train.config:GenerateConfig"),
+    "sft": ("sft", "reasonrank_train.sft:SFTRunConfig"),
+    "grpo": ("grpo", "reasonrank_train.grpo:GRPORunConfig"),
+    "score-learn": ("score_learn", "reasonrank_train.config:ScoreLearnConfig"),
+    "eval": ("eval", "reasonrank_train.config:EvalConfig"),
+    "export": ("export", "reasonrank_train.config:ExportConfig"),
+}
+
+
+class ConfigError(ValueError):
+    """A stage configuration is invalid; the message says how to fix it."""
+
+
+def _h(text: str, default: Any = dataclasses.MISSING, **kw: Any) -> Any:
+    """A dataclass field with ``help`` metadata (shown by ``reasonrank-train STAGE --help-config``)."""
+    if isinstance(default, (list, dict, tuple)):
+        value = default
+        return field(default_factory=lambda: type(value)(value), metadata={"help": text}, **kw)
+    return field(default=default, metadata={"help": text}, **kw)
+
+
+def check_label_scale(value: Any, where: str = "label_scale") -> tuple[int, ...]:
+    """Validate a label scale given as a list or an int ``n`` (meaning ``0..n``).
+
+    Example:
+        >>> check_label_scale(2)
+        (0, 1, 2)
+        >>> check_label_scale([1, 2])  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        reasonrank_train.config.ConfigError: label_scale: ... e.g. label_scale: [0, 1, 2]
+    """
+    try:
+        scale = range(int(value) + 1) if isinstance(value, int) and not isinstance(value, bool) else value
+        return validate_labels(scale)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}; use consecutive labels from 0, e.g. label_scale: [0, 1, 2]") from None
+
+
+def _check_labels_consecutive(scale: tuple[int, ...], where: str) -> None:
+    if scale != tuple(range(len(scale))):
+        raise ConfigError(f"{where}: labels must be consecutive from 0, got {list(scale)}; e.g. label_scale: "
+                          f"{list(range(len(scale)))}")
+
+
+@dataclass
+class ModelFields:
+    """Fields shared by the training stages (mixed into the TRL configs)."""
+
+    model: str | None = _h("Model to train: hub id, local directory (safetensors or a LoRA adapter saved by an "
+                           "earlier stage), 'smollm2-local' or 'tiny-random'.", None)
+    train_file: str | None = _h("Training examples (jsonl) written by `reasonrank-train generate`.", None)
+    mode: str = _h("'reasoning' (InteRank: explanation, then label) or 'direct' (ProRank: label only).",
+                   "reasoning")
+    label_scale: Any = _h("Graded labels, e.g. [0, 1, 2]; an int n means 0..n.", [0, 1, 2])  # noqa: RUF009 (a field factory)
+    clip_labels: bool = _h("Map example labels above the top of label_scale to the top label (e.g. a binary "
+                           "warm-up on graded data); otherwise such labels are an error.", False)
+    max_doc_tokens: int = _h("Documents are cut to this many tokens, as the reranker does at inference.", 512)
+    max_examples: int | None = _h("Use at most this many examples (None: all).", None)
+
+    def _check_model_fields(self) -> None:
+        if not self.model:
+            raise ConfigError("model is not set; set `model:` to a hub id, a local model directory, "
+                              "'smollm2-local' or 'tiny-random'")
+        if not self.train_file:
+            raise ConfigError("train_file is not set; set `train_file:` to the jsonl written by "
+                              "`reasonrank-train generate`")
+        if not Path(self.train_file).is_file():
+            raise ConfigError(f"train_file {self.train_file} does not exist; run `reasonrank-train generate` "
+                              "first or fix the path")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be 'reasoning' or 'direct', got {self.mode!r}")
+        self.label_scale = check_label_scale(self.label_scale)
+        if not isinstance(self.max_doc_tokens, int) or self.max_doc_tokens < 1:
+            raise ConfigError(f"max_doc_tokens must be a positive int, got {self.max_doc_tokens!r}")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ConfigError(f"max_examples must be >= 1 or null, got {self.max_examples!r}")
+
+
+@dataclass
+class LoraFields:
+    """LoRA / QLoRA options (InteRank: QLoRA, 4-bit base, rank-64 adapters)."""
+
+    use_lora: bool = _h("Train LoRA adapters instead of all weights.", False)
+    lora_r: int = _h("LoRA rank (InteRank: 64).", 64)
+    lora_alpha: int = _h("LoRA alpha.", 16)
+    lora_dropout: float = _h("LoRA dropout.", 0.05)
+    lora_target_modules: Any = _h("Modules that get adapters: 'all-linear' or a list of names.", "all-linear")  # noqa: RUF009 (a field factory)
+    load_in_4bit: bool = _h("QLoRA: load the base model in 4-bit NF4 (needs a CUDA GPU and bitsandbytes).", False)
+
+    def _check_lora_fields(self, *, use_cpu: bool) -> None:
+        if self.load_in_4bit and not self.use_lora:
+            raise ConfigError("load_in_4bit needs LoRA adapters (QLoRA): set use_lora: true, or load_in_4bit: false")
+        if self.load_in_4bit and use_cpu:
+            raise ConfigError("load_in_4bit needs a CUDA GPU (bitsandbytes); set load_in_4bit: false to train on CPU")
+        if self.use_lora and (not isinstance(self.lora_r, int) or self.lora_r < 1):
+            raise ConfigError(f"lora_r must be a positive int, got {self.lora_r!r}")
+
+
+@dataclass
+class GenerateConfig:
+    """``generate``: label (query, document) pairs of a local collection with a teacher LLM or with qrels."""
+
+    corpus: str | None = _h("Collection folder: BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a "
+                            "local BRIGHT copy (collection_format: bright).", None)
+    output: str | None = _h("Output jsonl; appended to and resumed if it exists.", None)
+    source: str = _h("'teacher' (an LLM writes explanation + label) or 'qrels' (gold labels, no explanation).",
+                     "teacher")
+    collection_format: str = _h("'beir' or 'bright'.", "beir")
+    bright_domain: str | None = _h("BRIGHT domain (collection_format: bright), e.g. 'biology'.", None)
+    split: str = _h("qrels split (BEIR): qrels/<split>.tsv.", "train")
+    teacher_model: str | None = _h("Teacher model (source: teacher), e.g. a served model name for the openai "
+                                   "backend.", None)
+    teacher_backend: str = _h("reasonrank backend of the teacher: 'openai', 'vllm', 'transformers', ...",
+                              "openai")
+    teacher_options: dict = _h("Extra backend options for the teacher (e.g. base_url, api_key_env).", {})  # noqa: RUF009 (a field factory)
+    label_scale: Any = _h("Graded labels of the teacher prompt / qrels mapping, e.g. [0, 1, 2].", [0, 1, 2])  # noqa: RUF009 (a field factory)
+    candidates_per_query: int = _h("Documents per query: judged documents first, then negatives.", 8)
+    negatives: str = _h("How to fill candidate lists: 'bm25' (hard negatives) or 'random'.", "bm25")
+    max_queries: int | None = _h("Use at most this many queries (sorted ids; None: all).", None)
+    max_doc_tokens: int = _h("Teacher: documents are cut to this many tokens.", 512)
+    max_new_tokens: int = _h("Teacher: generation budget for explanation + label.", 256)
+    batch_size: int = _h("Teacher: documents per backend batch.", 8)
+    keep_failures: bool = _h("Keep teacher outputs without a valid verdict (label from probabilities).", False)
+    seed: int = _h("Seed for random negatives.", 0)
+    progress: bool = _h("Show a progress bar.", True)
+
+    def __post_init__(self) -> None:
+        if not self.corpus:
+            raise ConfigError("corpus is not set; set `corpus:` to a BEIR-layout folder (corpus.jsonl, "
+                              "queries.jsonl, qrels/<split>.tsv)")
+        if not Path(self.corpus).is_dir():
+            raise ConfigError(f"corpus folder {self.corpus} does not exist; fix `corpus:`")
+        if not self.output:
+            raise ConfigError("output is not set; set `output:` to the jsonl file to write, e.g. runs/train.jsonl")
+        if self.source not in ("teacher", "qrels"):
+            raise ConfigError(f"source must be 'teacher' or 'qrels', got {self.source!r}")
+        if self.source == "teacher" and not self.teacher_model:
+            raise ConfigError("source: teacher needs `teacher_model:` (and `teacher_backend:`); or use "
+                              "source: qrels to label pairs with gold relevance judgments")
+        if self.collection_format not in ("beir", "bright"):
+            raise ConfigError(f"collection_format must be 'beir' or 'bright', got {self.collection_format!r}")
+        if self.collection_format == "bright" and not self.bright_domain:
+            raise ConfigError("collection_format: bright needs `bright_domain:` (e.g. biology)")
+        if self.negatives not in ("bm25", "random"):
+            raise ConfigError(f"negatives must be 'bm25' or 'random', got {self.negatives!r}")
+        if not isinstance(self.teacher_options, Mapping):
+            raise ConfigError("teacher_options must be a mapping of backend options, e.g. {base_url: ...}")
+        for name in ("candidates_per_query", "max_doc_tokens", "max_new_tokens", "batch_size"):
+            val = getattr(self, name)
+            if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+                raise ConfigError(f"{name} must be a positive int, got {val!r}")
+        self.label_scale = check_label_scale(self.label_scale)
+
+
+@dataclass
+class ScoreLearnConfig(ModelFields, LoraFields):
+    """``score-learn`` (ProRank stage 2): fine-grained scores from label-token logits, no new layers."""
+
+    output_dir: str | None = _h("Where the trained model is saved.", None)
+    loss: str = _h("'listwise' (ListNet over a query's candidate list) or 'pointwise' (squared error of the "
+                   "expected score against the graded label).", "listwise")
+    list_size: int = _h("Documents per candidate list (longer lists are split, shorter kept).", 8)
+    lists_per_step: int = _h("Candidate lists per optimizer step.", 1)
+    temperature: float = _h("Listwise softmax temperature over expected scores (in [0, 1]).", 0.1)
+    learning_rate: float = _h("AdamW learning rate.", 1e-5)
+    weight_decay: float = _h("AdamW weight decay.", 0.0)
+    max_grad_norm: float = _h("Gradient clipping norm.", 1.0)
+    num_train_epochs: float = _h("Epochs over the candidate lists (ignored when max_steps > 0).", 1.0)
+    max_steps: int = _h("Optimizer steps; -1: from num_train_epochs.", -1)
+    activation_checkpointing: bool = _h("Trade compute for memory (gradient checkpointing).", False)
+    dtype: str = _h("Training dtype: 'float32', 'bfloat16' or 'auto' (bf16 on GPUs that support it).", "auto")
+    use_cpu: bool = _h("Train on CPU even if a GPU is present.", False)
+    logging_steps: int = _h("Log the loss every this many steps.", 10)
+    seed: int = _h("Random seed.", 42)
+    mode: str = _h("Score learning reads the label right after the marker: always 'direct'.", "direct")
+
+    def __post_init__(self) -> None:
+        self._check_model_fields()
+        self._check_lora_fields(use_cpu=self.use_cpu)
+        if self.load_in_4bit:
+            raise ConfigError("score_learn saves merged full weights, which a 4-bit base cannot give; set "
+                              "load_in_4bit: false (use_lora: true still saves memory)")
+        if self.mode != "direct":
+            raise ConfigError("score_learn reads label-token logits right after 'Relevance:', so mode must be "
+                              "'direct'; remove `mode:` from the score_learn section")
+        if not self.output_dir:
+            raise ConfigError("output_dir is not set; set `output_dir:` for the trained model")
+        if self.loss not in ("listwise", "pointwise"):
+            raise ConfigError(f"loss must be 'listwise' or 'pointwise', got {self.loss!r}")
+        if self.list_size < 2:
+            raise ConfigError(f"list_size must be >= 2 (a list ranks documents against each other), got {self.list_size}")
+        if self.temperature <= 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
+            raise ConfigError("nothing to train: set max_steps > 0 or num_train_epochs > 0")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        _check_labels_consecutive(self.label_scale, "score_learn.label_scale")
+
+
+@dataclass
+class EvalConfig:
+    """``eval``: nDCG@10 (and more) of a checkpoint reranking a first stage on a collection."""
+
+    model: str | None = _h("Checkpoint to evaluate (exported or stage output directory).", None)
+    collection: str | None = _h("Collection folder (BEIR layout, or a BRIGHT copy with collection_format: "
+                                "bright).", None)
+    collection_format: str = _h("'beir' or 'bright'.", "beir")
+    bright_domain: str | None = _h("BRIGHT domain (collection_format: bright).", None)
+    split: str = _h("qrels split (BEIR).", "test")
+    mode: str | None = _h("Reranker mode; None: the checkpoint's recorded mode (reasonrank.json) or 'reasoning'.",
+                          None)
+    label_scale: Any = _h("Label scale; None: the checkpoint's recorded scale or [0, 1, 2].", None)  # noqa: RUF009 (a field factory)
+    first_stage: str = _h("First-stage retrieval: 'bm25' or a TREC run file path.", "bm25")
+    k: int = _h("Rerank depth (documents of the first stage per query).", 20)
+    max_queries: int | None = _h("Evaluate at most this many queries (None: all).", None)
+    measures: Any = _h("ir-measures names.", ["nDCG@10"])  # noqa: RUF009 (a field factory)
+    backend: str = _h("reasonrank backend for the checkpoint.", "transformers")
+    backend_options: dict = _h("Extra reranker/backend options (device, dtype, ...).", {})  # noqa: RUF009 (a field factory)
+    batch_size: int = _h("Documents per batch.", 8)
+    max_doc_tokens: int = _h("Documents are cut to this many tokens.", 512)
+    max_new_tokens: int = _h("Reasoning mode: generation budget.", 256)
+    output: str | None = _h("Write metrics (json) here.", None)
+    progress: bool = _h("Show a progress bar.", True)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model is not set; set `model:` to the checkpoint directory to evaluate")
+        if not self.collection or not Path(self.collection).is_dir():
+            raise ConfigError(f"collection folder {self.collection!r} does not exist; set `collection:` to a "
+                              "BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
+        if self.collection_format not in ("beir", "bright"):
+            raise ConfigError(f"collection_format must be 'beir' or 'bright', got {self.collection_format!r}")
+        if self.collection_format == "bright" and not self.bright_domain:
+            raise ConfigError("collection_format: bright needs `bright_domain:` (e.g. biology)")
+        if self.mode is not None and self.mode not in MODES:
+            raise ConfigError(f"mode must be 'reasoning', 'direct' or null, got {self.mode!r}")
+        if self.label_scale is not None:
+            self.label_scale = check_label_scale(self.label_scale)
+        if self.first_stage != "bm25" and not Path(self.first_stage).is_file():
+            raise ConfigError(f"first_stage must be 'bm25' or an existing TREC run file, got {self.first_stage!r}")
+        if isinstance(self.measures, str):
+            self.measures = [self.measures]
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ConfigError(f"k must be a positive int, got {self.k!r}")
+
+
+@dataclass
+class ExportConfig:
+    """``export``: merged safetensors weights + tokenizer + model card, loadable by ``ReasoningReranker``."""
+
+    model: str | None = _h("Stage output to export: a model directory or a LoRA adapter directory.", None)
+    output_dir: str | None = _h("Export directory.", None)
+    base_model: str | None = _h("Base model of a LoRA adapter (None: the one recorded in adapter_config.json).",
+                                None)
+    mode: str | None = _h("Mode recorded in the card; None: the checkpoint's recorded mode or 'reasoning'.", None)
+    label_scale: Any = _h("Label scale recorded in the card; None: the checkpoint's or [0, 1, 2].", None)  # noqa: RUF009 (a field factory)
+    dtype: str = _h("Saved dtype: 'auto' (as trained), 'float32', 'bfloat16', 'float16'.", "auto")
+    name: str | None = _h("Model name in the card (None: the output folder name).", None)
+    verify: bool = _h("Load the export in ReasoningReranker and score one pair before finishing.", True)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model is not set; set `model:` to the output_dir of sft, grpo or score_learn")
+        if not Path(self.model).is_dir():
+            raise ConfigError(f"model {self.model} is not a directory; export takes a stage's output_dir")
+        if not self.output_dir:
+            raise ConfigError("output_dir is not set; set `output_dir:` for the exported model")
+        if self.mode is not None and self.mode not in MODES:
+            raise ConfigError(f"mode must be 'reasoning', 'direct' or null, got {self.mode!r}")
+        if self.label_scale is not None:
+            self.label_scale = check_label_scale(self.label_scale)
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def config_class(stage: str) -> type:
+    """The config dataclass of a CLI stage name."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    mod, _, attr = STAGES[stage][1].partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def _init_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.init}
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> dict, values parsed as YAML (``max_steps=2`` gives an int).
+
+    Example:
+        >>> parse_overrides(["max_steps=2", "use_lora=true", "model=a/b"])
+        {'max_steps': 2, 'use_lora': True, 'model': 'a/b'}
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r} must look like key=value, e.g. --set max_steps=2")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
+def build_config(stage: str, values: Mapping[str, Any], *, source: str = "config") -> Any:
+    """Instantiate the stage's config from a mapping; unknown keys fail with the closest valid names."""
+    cls = config_class(stage)
+    known = _init_fields(cls)
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        key = unknown[0]
+        close = difflib.get_close_matches(key, list(known), n=3)
+        hint = f"did you mean {', '.join(close)}?" if close else \
+            f"run `reasonrank-train {stage} --help-config` to list the options"
+        raise ConfigError(f"{source}: unknown option {key!r} for stage {stage!r}; {hint}")
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:  # TRL/transformers validation: keep their message, name the stage
+        raise ConfigError(f"{source}: invalid {stage} option: {exc}") from exc
+
+
+def load_config(path: str | os.PathLike[str], stage: str, overrides: Mapping[str, Any] | None = None) -> Any:
+    """Read the section of ``stage`` from a YAML file, apply ``overrides`` and build its config.
+
+    Raises:
+        ConfigError: missing file/section, unknown section or option, invalid value (the message says the fix).
+    """
+    import yaml
+
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist; see training/configs/ for examples")
+    with p.open(encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{p}: a config file holds a mapping of stage sections (generate:, sft:, ...)")
+    sections = {sec for sec, _ in STAGES.values()}
+    for key in data:
+        if key not in sections and not str(key).startswith("x-"):
+            close = difflib.get_close_matches(str(key), sorted(sections), n=1)
+            raise ConfigError(f"{p}: unknown section {key!r}; sections are {', '.join(sorted(sections))}"
+                              + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + "; put shared YAML anchors under a key starting with 'x-'")
+    section = STAGES[stage][0]
+    values = data.get(section)
+    if values is None and not overrides:
+        raise ConfigError(f"{p} has no `{section}:` section; add one (see training/configs/tiny-cpu.yaml)")
+    if values is not None and not isinstance(values, Mapping):
+        raise ConfigError(f"{p}: section `{section}:` must be a mapping of options")
+    merged = {**(values or {}), **(overrides or {})}
+    return build_config(stage, merged, source=f"{p} [{section}]")
+
+
+def describe_config(stage: str) -> str:
+    """Human listing of a stage's options with defaults and help (reasonrank fields first)."""
+    cls = config_class(stage)
+    own = [f for f in dataclasses.fields(cls) if f.init and "help" in f.metadata]
+    lines = [f"{stage} options ({cls.__name__}):"]
+    for f in own:
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+        lines.append(f"  {f.name} = {default!r}\n      {f.metadata['help']}")
+    return "\n".join(lines)

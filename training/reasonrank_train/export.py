@@ -1,0 +1,125 @@
+"""``export``: merged safetensors weights + tokenizer + model card + ``reasonrank.json``.
+
+The export directory is a plain transformers model that :class:`reasonrank.ReasoningReranker` loads
+directly (``ReasoningReranker("path/to/export", mode=...)``); LoRA adapters are merged into their base.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reasonrank._deps import require
+
+from .config import ExportConfig
+from .modeling import META_FILE, is_adapter_dir, load_model, load_tokenizer, read_meta, resolve_train_model
+
+__all__ = ["ExportResult", "model_card", "run_export"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the export went and how it was checked."""
+
+    path: str
+    mode: str
+    label_scale: tuple[int, ...]
+    verified_score: float | None
+
+
+def model_card(*, name: str, mode: str, label_scale: tuple[int, ...], meta: dict[str, Any]) -> str:
+    """A README.md model card (YAML front matter + usage) for an exported reranker."""
+    stages = meta.get("stages", [])
+    history = "\n".join(f"- `{s.get('stage')}` from `{s.get('from')}`"
+                        + "".join(f", {k}={v}" for k, v in s.items() if k not in ("stage", "from"))
+                        for s in stages) or "- (no recorded stages)"
+    scale = ", ".join(map(str, label_scale))
+    base = meta.get("base_model", "unknown")
+    return f"""---
+library_name: transformers
+pipeline_tag: text-generation
+tags: [reranking, reasonrank, {'interank' if mode == 'reasoning' else 'prorank'}]
+base_model: {base}
+---
+
+# {name}
+
+A pointwise relevance reranker trained with `reasonrank-train`. Mode: **{mode}** ({
+'a short explanation, then `Relevance: <label>`' if mode == 'reasoning' else 'the label read from the label-token probabilities'}).
+Labels: {scale}. Prompt template: `{meta.get('template', 'interank' if mode == 'reasoning' else 'prorank')}`.
+
+## Use
+
+```python
+from reasonrank import ReasoningReranker
+
+rr = ReasoningReranker("{name}", mode="{mode}", label_scale=({scale},))
+for r in rr.rank("how do vaccines work", ["Vaccines train the immune system ...", "Cats sleep a lot."]):
+    print(r.rank, round(r.score, 3), r.label, r.explanation)
+```
+
+## Training history
+
+Base model: `{base}`
+
+{history}
+"""
+
+
+def _save_dtype(cfg: ExportConfig, model: Any) -> Any:
+    torch = require("torch", "train")
+    return model.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+
+
+def run_export(cfg: ExportConfig) -> ExportResult:
+    """Merge (if needed) and save; optionally load the export in ``ReasoningReranker`` and score one pair."""
+    src = Path(cfg.model or "")
+    meta = read_meta(src)
+    mode = cfg.mode or meta.get("mode") or "reasoning"
+    scale = tuple(cfg.label_scale or meta.get("label_scale") or (0, 1, 2))
+    out = Path(cfg.output_dir or "")
+    if out.resolve() == src.resolve():
+        raise ValueError("output_dir must differ from model; export writes a new directory")
+    torch = require("torch", "train")
+    dtype = None if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+    if is_adapter_dir(src):
+        logger.info("merging LoRA adapter %s", src)
+    model = load_model(str(src), dtype=dtype or torch.float32, base_model=cfg.base_model, for_training=False)
+    if cfg.dtype == "auto" and not is_adapter_dir(src):
+        cfg_dtype = getattr(model.config, "dtype", None) or getattr(model.config, "torch_dtype", None)
+        if isinstance(cfg_dtype, str):
+            cfg_dtype = getattr(torch, cfg_dtype, None)
+        if cfg_dtype is not None and cfg_dtype != model.dtype:
+            model = model.to(cfg_dtype)
+    else:
+        model = model.to(_save_dtype(cfg, model))
+    tok = load_tokenizer(str(src) if (src / "tokenizer_config.json").is_file() else resolve_train_model(
+        cfg.base_model or meta.get("base_model", str(src))))
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    tok.save_pretrained(str(tmp))
+    name = cfg.name or out.name
+    meta = {**meta, "mode": mode, "label_scale": list(scale)}
+    (tmp / "README.md").write_text(model_card(name=name, mode=mode, label_scale=scale, meta=meta), encoding="utf-8")
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    logger.info("exported %s (%s mode, labels %s) to %s", src, mode, scale, out)
+    verified = None
+    if cfg.verify:
+        from reasonrank import ReasoningReranker
+
+        with ReasoningReranker(str(out), mode=mode, label_scale=scale, max_new_tokens=32) as rr:
+            res = rr.score("what is relevance ranking", ["Ranking orders documents by relevance to a query."])
+        verified = res[0].score
+        logger.info("export verified: ReasoningReranker loaded %s and scored a pair (%.3f)", out, verified)
+    return ExportResult(path=str(out), mode=mode, label_scale=scale, verified_score=verified)

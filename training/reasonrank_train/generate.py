@@ -1,0 +1,188 @@
+"""``generate``: labelled (query, document) pairs from a local collection.
+
+Candidate lists per query: the judged documents of the split first, then negatives (BM25 hard negatives
+or random documents) up to ``candidates_per_query``. Labels come from
+
+* ``source: teacher`` - any reasonrank backend (``openai`` for a served teacher such as Llama-3.3-70B,
+  ``vllm``, ``transformers``) through :class:`reasonrank.ReasoningReranker` in reasoning mode: the
+  teacher's explanation and graded label are stored in the InteRank format;
+* ``source: qrels`` - the gold judgments (grades above the scale clipped to its top; unjudged negatives 0).
+
+The output jsonl is appended to query by query (flushed), so an interrupted run resumes where it stopped;
+pairs already in the file are skipped (deduplicated by query id + document id).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reasonrank.evaluation import Collection, bm25_search, load_beir, load_bright
+from reasonrank.schema import Document
+
+from .config import ConfigError, GenerateConfig
+from .data import Example, example_key, iter_jsonl
+
+__all__ = ["GenerateStats", "load_collection", "run_generate"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerateStats:
+    """What a ``generate`` run did."""
+
+    queries: int
+    written: int
+    skipped_existing: int
+    parse_failures: int
+    output: str
+
+
+def _read_plain_beir(root: Path) -> Collection:
+    """Corpus + queries of a BEIR folder without qrels (teacher labelling of unjudged pairs)."""
+    corpus: dict[str, Document] = {}
+    for _, row in iter_jsonl(root / "corpus.jsonl"):
+        did = str(row.get("_id", row.get("id")))
+        corpus[did] = Document(text=str(row.get("text", "")), id=did, title=row.get("title") or None)
+    queries = {str(r.get("_id", r.get("id"))): str(r["text"]) for _, r in iter_jsonl(root / "queries.jsonl")}
+    return Collection(name=root.name, corpus=corpus, queries=queries, qrels={})
+
+
+def load_collection(cfg: GenerateConfig) -> Collection:
+    """The collection of a generate config (BEIR split or BRIGHT domain), cut to ``max_queries``."""
+    root = Path(cfg.corpus or "")
+    if cfg.collection_format == "bright":
+        col = load_bright(root, cfg.bright_domain or "")
+    elif (root / "qrels" / f"{cfg.split}.tsv").is_file():
+        col = load_beir(root, cfg.split)
+    elif cfg.source == "teacher":
+        logger.info("no qrels/%s.tsv in %s: the teacher labels BM25/random candidates of every query",
+                    cfg.split, root)
+        col = _read_plain_beir(root)
+    else:
+        raise ConfigError(f"source: qrels needs {root}/qrels/{cfg.split}.tsv; set `split:` to an existing split "
+                          "or use source: teacher")
+    return col.subset(cfg.max_queries) if cfg.max_queries else col
+
+
+def _candidates(cfg: GenerateConfig, col: Collection) -> dict[str, list[str]]:
+    n = cfg.candidates_per_query
+    negatives: dict[str, list[str]] = {}
+    if cfg.negatives == "bm25":
+        run = bm25_search(col, k=n)
+        negatives = {q: sorted(docs, key=lambda d: -docs[d]) for q, docs in run.items()}
+    ids = sorted(col.corpus)
+    rng = random.Random(cfg.seed)
+    out: dict[str, list[str]] = {}
+    for q in sorted(col.queries):
+        judged = sorted(col.qrels.get(q, {}), key=lambda d: (-col.qrels[q][d], d))[:n]
+        excluded = col.excluded.get(q, frozenset())
+        picked = list(dict.fromkeys(judged))
+        pool = negatives.get(q, []) if cfg.negatives == "bm25" else rng.sample(ids, min(len(ids), 4 * n))
+        for d in pool:
+            if len(picked) >= n:
+                break
+            if d not in picked and d not in excluded:
+                picked.append(d)
+        out[q] = picked
+    return out
+
+
+def _existing(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    return {example_key(str(r.get("qid")), str(r.get("docid"))) for _, r in iter_jsonl(path)}
+
+
+def _repair_tail(path: Path) -> None:
+    """Drop a partial last line left by an interrupted run, so appended records start on a new line."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def _teacher(cfg: GenerateConfig) -> Any:
+    from reasonrank import ReasoningReranker
+
+    from .modeling import TINY_RANDOM, resolve_train_model
+
+    model = resolve_train_model(TINY_RANDOM) if cfg.teacher_model == TINY_RANDOM else cfg.teacher_model or ""
+    return ReasoningReranker(model, backend=cfg.teacher_backend, mode="reasoning",
+                             label_scale=cfg.label_scale, max_doc_tokens=cfg.max_doc_tokens,
+                             max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                             on_parse_error="fallback", **dict(cfg.teacher_options))
+
+
+def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
+    """Write labelled pairs to ``cfg.output`` (resumable, deduplicated).
+
+    Args:
+        cfg: The generate config.
+        teacher: A ready :class:`reasonrank.ReasoningReranker` in reasoning mode (default: built from
+            ``teacher_model``/``teacher_backend``/``teacher_options``).
+    """
+    col = load_collection(cfg)
+    out = Path(cfg.output or "")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _repair_tail(out)
+    done = _existing(out)
+    cands = _candidates(cfg, col)
+    todo = {q: [d for d in docs if example_key(q, d) not in done] for q, docs in cands.items()}
+    skipped = sum(len(docs) for docs in cands.values()) - sum(len(docs) for docs in todo.values())
+    if skipped:
+        logger.info("resuming: %d pairs already in %s are skipped", skipped, out)
+    todo = {q: docs for q, docs in todo.items() if docs}
+    own_teacher = teacher is None and cfg.source == "teacher" and bool(todo)
+    if own_teacher:
+        teacher = _teacher(cfg)
+    top = cfg.label_scale[-1]
+    written = failures = 0
+    from tqdm.auto import tqdm
+
+    try:
+        with out.open("a", encoding="utf-8") as fh, \
+                tqdm(total=len(todo), desc=f"generate ({cfg.source})", disable=not cfg.progress) as bar:
+            for q, docs in todo.items():
+                query = col.queries[q]
+                records: list[Example] = []
+                if cfg.source == "qrels":
+                    judged = col.qrels.get(q, {})
+                    for d in docs:
+                        doc = col.corpus[d]
+                        label = min(max(int(judged.get(d, 0)), 0), top)
+                        records.append(Example(qid=q, docid=d, query=query, text=doc.text, title=doc.title,
+                                               label=label, source="qrels"))
+                else:
+                    results = teacher.score(query, [col.corpus[d] for d in docs])
+                    for d, r in zip(docs, results):
+                        if not r.parse_ok or not (r.explanation or "").strip():
+                            failures += 1
+                            if not cfg.keep_failures or not (r.explanation or "").strip():
+                                continue
+                        doc = col.corpus[d]
+                        records.append(Example(qid=q, docid=d, query=query, text=doc.text, title=doc.title,
+                                               label=int(r.label), explanation=r.explanation or None,
+                                               source="teacher"))
+                for ex in records:
+                    fh.write(ex.to_json() + "\n")
+                fh.flush()
+                written += len(records)
+                bar.update(1)
+                bar.set_postfix(written=written, failures=failures)
+    finally:
+        if own_teacher:
+            teacher.close()
+    if failures:
+        logger.warning("%d teacher outputs had no valid verdict and were %s", failures,
+                       "kept (label from probabilities)" if cfg.keep_failures else "skipped")
+    stats = GenerateStats(queries=len(todo), written=written, skipped_existing=skipped, parse_failures=failures,
+                          output=str(out))
+    logger.info("generate: %s", json.dumps(stats.__dict__))
+    return stats

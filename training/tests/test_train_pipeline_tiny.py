@@ -1,0 +1,168 @@
+"""Every stage end-to-end on the tiny random Llama (CPU, seconds per step): real training, no mocks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from reasonrank_train.cli import main
+from reasonrank_train.data import read_examples, render_example, sft_rows
+from reasonrank_train.export import run_export
+from reasonrank_train.generate import run_generate
+from reasonrank_train.modeling import load_tokenizer, read_meta
+
+from reasonrank import ReasoningReranker
+
+TRAIN = {"use_cpu": True, "logging_steps": 1, "save_strategy": "no", "max_doc_tokens": 64, "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def sft_direct(tiny_model_dir, qrels_file, tmp_path_factory, cfg):
+    """Direct-mode SFT long enough (12 steps, high LR) that the random model starts writing labels."""
+    from reasonrank_train.sft import run_sft
+
+    out = tmp_path_factory.mktemp("sft") / "direct"
+    return run_sft(cfg("sft", model=str(tiny_model_dir), train_file=str(qrels_file), output_dir=str(out),
+                       mode="direct", max_steps=12, per_device_train_batch_size=4, learning_rate=1e-2, **TRAIN))
+
+
+@pytest.fixture(scope="module")
+def sft_reasoning(tiny_model_dir, explained_file, tmp_path_factory, cfg):
+    from reasonrank_train.sft import run_sft
+
+    out = tmp_path_factory.mktemp("sft") / "reasoning"
+    return run_sft(cfg("sft", model=str(tiny_model_dir), train_file=str(explained_file), output_dir=str(out),
+                       mode="reasoning", max_steps=12, per_device_train_batch_size=4, learning_rate=1e-2,
+                       **TRAIN))
+
+
+def test_generate_with_a_real_teacher_is_resumable_and_deduplicated(tiny_model_dir, tiny_beir, tmp_path, cfg):
+    out = tmp_path / "teacher.jsonl"
+    opts = {"corpus": str(tiny_beir), "output": str(out), "source": "teacher", "teacher_model": str(tiny_model_dir),
+            "teacher_backend": "transformers", "teacher_options": {"device": "cpu"}, "candidates_per_query": 2,
+            "max_queries": 2, "max_new_tokens": 8, "keep_failures": True, "progress": False}
+    first = run_generate(cfg("generate", **opts))
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert first.written == len(rows) > 0 and first.queries == 2
+    assert all(r["source"] == "teacher" and r["label"] in (0, 1, 2) and r["explanation"] for r in rows)
+    # an interrupted write leaves a partial line: it is dropped and the pair regenerated, nothing duplicated
+    out.write_text(out.read_text() + '{"qid": "q2", "doc')
+    again = run_generate(cfg("generate", **opts))
+    assert again.written == 0 and again.skipped_existing == first.written
+    keys = [(r["qid"], r["docid"]) for r in map(json.loads, out.read_text().splitlines())]
+    assert len(keys) == len(set(keys)) == first.written
+    more = run_generate(cfg("generate", **{**opts, "max_queries": 3}))
+    assert more.queries == 1 and more.skipped_existing == first.written
+
+
+def test_generate_from_qrels_labels_judged_and_negative_pairs(qrels_file):
+    rows = [json.loads(x) for x in qrels_file.read_text().splitlines()]
+    q1 = {r["docid"]: r["label"] for r in rows if r["qid"] == "q1"}
+    assert q1 == {"d01": 2, "d02": 2, "d03": 1}  # judged first, in grade order, capped at 3 per query
+    q2 = {r["docid"]: r["label"] for r in rows if r["qid"] == "q2"}
+    assert q2 == {"d04": 2, "d05": 1, "d14": 0}
+    assert all("explanation" not in r and r["source"] == "qrels" for r in rows)
+
+
+def test_training_prompts_are_the_rerankers_prompts(tiny_model_dir, explained_file):
+    """The SFT prompt + target is exactly what ReasoningReranker sends and parses."""
+    from reasonrank.parsing import parse_judgment
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    ex = read_examples(explained_file, labels=(0, 1, 2), require_explanations=True)[0]
+    rr = ReasoningReranker(str(tiny_model_dir), mode="reasoning", device="cpu", max_doc_tokens=64)
+    prompt = rr._prompt(ex.query, rr.backend.truncate(ex.document.prompt_text, 64)[0])
+    assert render_example(tok, ex, mode="reasoning", labels=(0, 1, 2), max_doc_tokens=64) == rr.backend.render(prompt)
+    row = sft_rows(tok, [ex], mode="reasoning", labels=(0, 1, 2), max_doc_tokens=64)[0]
+    j = parse_judgment("Explanation:" + row["completion"])
+    assert j.ok and j.label == ex.label and j.explanation == ex.explanation
+
+
+def test_sft_changes_weights_and_exports_a_loadable_reranker(sft_direct, tiny_model_dir, tmp_path, cfg, changed):
+    assert changed(tiny_model_dir, sft_direct)
+    meta = read_meta(sft_direct)
+    assert meta["mode"] == "direct" and meta["stages"][-1]["steps"] == 12
+    res = run_export(cfg("export", model=str(sft_direct), output_dir=str(tmp_path / "export")))
+    assert res.mode == "direct" and 0.0 <= res.verified_score <= 1.0
+    assert (tmp_path / "export" / "model.safetensors").is_file()
+    assert "ReasoningReranker" in (tmp_path / "export" / "README.md").read_text()
+    with ReasoningReranker(res.path, mode="direct", device="cpu") as rr:
+        ranked = rr.rank("why is the sky blue", ["Air scatters blue light.", "Cats sleep a lot.", "Bread rises."])
+    assert sorted(r.index for r in ranked) == [0, 1, 2] and [r.rank for r in ranked] == [1, 2, 3]
+    assert ranked[0].score >= ranked[-1].score
+
+
+def test_sft_lora_adapter_is_merged_by_export(tiny_model_dir, explained_file, tmp_path, cfg, changed):
+    from reasonrank_train.sft import run_sft
+
+    out = run_sft(cfg("sft", model=str(tiny_model_dir), train_file=str(explained_file),
+                      output_dir=str(tmp_path / "lora"), mode="reasoning", max_steps=2,
+                      per_device_train_batch_size=2, learning_rate=5e-2, use_lora=True, lora_r=4, lora_alpha=8,
+                      **TRAIN))
+    assert (out / "adapter_config.json").is_file()
+    res = run_export(cfg("export", model=str(out), output_dir=str(tmp_path / "merged"), verify=False))
+    assert changed(tiny_model_dir, res.path)
+    with ReasoningReranker(res.path, mode="reasoning", device="cpu", max_new_tokens=8) as rr:
+        got = rr.score("how does bread rise", ["Yeast makes gas.", "Volcanoes erupt."])
+    assert [r.index for r in got] == [0, 1] and all(r.raw_output.startswith("Explanation:") for r in got)
+
+
+@pytest.mark.parametrize("mode", ["direct", "reasoning"])
+def test_grpo_changes_weights(mode, sft_direct, sft_reasoning, qrels_file, explained_file, tmp_path, cfg, changed):
+    from reasonrank_train.grpo import run_grpo
+
+    start = sft_direct if mode == "direct" else sft_reasoning
+    extra = {"max_completion_length": 4} if mode == "direct" else \
+        {"max_completion_length": 24, "length_penalty_weight": 0.5, "length_target": 12}
+    out = run_grpo(cfg("grpo", model=str(start), train_file=str(qrels_file if mode == "direct" else explained_file),
+                       output_dir=str(tmp_path / "grpo"), mode=mode, max_steps=2, per_device_train_batch_size=4,
+                       num_generations=4, learning_rate=1e-3, temperature=1.5, **extra, **TRAIN))
+    assert changed(start, out), "GRPO left every weight unchanged (all rewards equal in every group?)"
+    meta = read_meta(out)
+    assert [s["stage"] for s in meta["stages"]] == ["sft", "grpo"] and meta["mode"] == mode
+
+
+@pytest.mark.parametrize("loss", ["listwise", "pointwise"])
+def test_score_learn_changes_weights_and_loads(loss, sft_direct, qrels_file, tmp_path, cfg, changed):
+    from reasonrank_train.score_learn import run_score_learn
+
+    out = run_score_learn(cfg("score-learn", model=str(sft_direct), train_file=str(qrels_file),
+                              output_dir=str(tmp_path / "sl"), loss=loss, list_size=3, max_steps=2,
+                              learning_rate=1e-3, use_cpu=True, max_doc_tokens=64))
+    assert changed(sft_direct, out)
+    assert read_meta(out)["stages"][-1]["loss"] == loss
+    with ReasoningReranker(str(out), mode="direct", device="cpu") as rr:
+        assert len(rr.rank("what causes ocean tides", ["The Moon pulls the sea.", "Coffee has caffeine."])) == 2
+
+
+def test_cli_runs_eval_and_export_end_to_end(sft_direct, tiny_beir, tmp_path, capsys):
+    f = tmp_path / "c.yaml"
+    f.write_text(f"export: {{model: {sft_direct}, output_dir: {tmp_path / 'exp'}}}\n"
+                 f"eval: {{model: {tmp_path / 'exp'}, collection: {tiny_beir}, k: 3, output: {tmp_path / 'm.json'},\n"
+                 "       backend_options: {device: cpu}, progress: false}\n")
+    assert main(["export", "--config", str(f), "--log-level", "WARNING"]) == 0
+    assert main(["eval", "--config", str(f), "--log-level", "WARNING", "--set", "measures=[nDCG@10, RR@10]"]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["mode"] == "direct" and metrics["queries"] == 2
+    assert 0.0 <= metrics["reranked"]["nDCG@10"] <= 1.0 and set(metrics["first_stage"]) == {"nDCG@10", "RR@10"}
+    assert '"reranked"' in capsys.readouterr().out
+
+
+def test_reasoning_sft_rejects_data_without_explanations(tiny_model_dir, qrels_file, tmp_path, cfg):
+    from reasonrank_train.config import ConfigError
+    from reasonrank_train.sft import run_sft
+
+    c = cfg("sft", model=str(tiny_model_dir), train_file=str(qrels_file), output_dir=str(tmp_path / "x"),
+            mode="reasoning", max_steps=1, **TRAIN)
+    with pytest.raises(ConfigError, match="generate with `source: teacher`, or train with `mode: direct`"):
+        run_sft(c)
+
+
+def test_labels_off_the_scale_need_clip_labels(qrels_file, tmp_path):
+    from reasonrank_train.config import ConfigError
+
+    with pytest.raises(ConfigError, match="clip_labels: true"):
+        read_examples(qrels_file, labels=(0, 1))
+    assert {e.label for e in read_examples(qrels_file, labels=(0, 1), clip_labels=True)} == {0, 1}
+    assert Path(qrels_file).is_file()

@@ -1,0 +1,63 @@
+"""Rewards: doctests of every pure function, plus properties the GRPO stage relies on."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+import reasonrank_train.config
+import reasonrank_train.data
+import reasonrank_train.rewards
+import reasonrank_train.score_learn
+from reasonrank_train.rewards import format_reward, label_reward, length_penalty, make_reward_funcs
+
+
+@pytest.mark.parametrize("module", [reasonrank_train.rewards, reasonrank_train.config, reasonrank_train.data,
+                                    reasonrank_train.score_learn], ids=lambda m: m.__name__)
+def test_doctests(module):
+    res = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert res.attempted > 0, f"{module.__name__} has no doctests"
+    assert res.failed == 0
+
+
+def test_label_reward_partial_credit_is_monotone_in_distance():
+    comps = [f" Some reason.\nRelevance: {k}" for k in (0, 1, 2)]
+    assert label_reward(comps, label=[2, 2, 2]) == [0.0, 0.5, 1.0]
+    assert label_reward(comps, label=[0, 0, 0]) == [1.0, 0.5, 0.0]
+    assert label_reward(comps[:2], label=[0, 1], labels=(0, 1)) == [1.0, 1.0]
+
+
+def test_label_reward_uses_last_verdict_and_rejects_off_scale_labels():
+    assert label_reward([" x Relevance: 0 then Relevance: 2"], label=[2]) == [1.0]
+    assert label_reward([" reason\nRelevance: 7"], label=[2]) == [0.0]
+
+
+def test_label_reward_length_mismatch_raises():
+    with pytest.raises(ValueError, match="label column"):
+        label_reward([" a", " b"], label=[1])
+
+
+def test_conversational_completions_are_read():
+    comp = [[{"role": "assistant", "content": " It defines the term.\nRelevance: 2"}]]
+    assert label_reward(comp, label=[2]) == [1.0]
+    assert format_reward(comp) == [1.0]
+
+
+def test_format_reward_needs_explanation_words():
+    assert format_reward([" Yes.\nRelevance: 2"], min_explanation_words=3) == [0.5]
+    assert format_reward([" Yes.\nRelevance: 2"], min_explanation_words=1) == [1.0]
+
+
+def test_length_penalty_falls_back_to_words_and_validates():
+    assert length_penalty([" one two three four"], target_tokens=2) == [-1.0]
+    with pytest.raises(ValueError, match="target_tokens"):
+        length_penalty(["a"], target_tokens=0)
+
+
+def test_reward_funcs_follow_trl_signature():
+    funcs = make_reward_funcs(mode="reasoning", labels=(0, 1, 2), length_target=4)
+    kwargs = {"prompts": ["p", "p"], "completions": [" It fits.\nRelevance: 2", " no"],
+              "completion_ids": [[1, 2, 3], [1] * 12], "label": [2, 2], "trainer_state": None}
+    out = [f(**kwargs) for f in funcs]
+    assert out == [[1.0, 0.0], [0.5, 0.0], [0.0, -1.0]]
+    assert [f.__name__ for f in funcs] == ["label_reward", "format_reward", "length_penalty"]
