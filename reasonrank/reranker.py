@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
+from .backends.base import FailedLabels
 from .models import DEFAULT_MODEL
 from .parsing import ParseError, expected_score, label_distribution, parse_judgment, validate_labels
 from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
@@ -137,7 +138,7 @@ class ReasoningReranker:
 
     @staticmethod
     def _ranked(results: list[RerankResult], top_k: int | None) -> list[RerankResult]:
-        order = sorted(results, key=lambda r: (-r.score, r.index))
+        order = sorted(results, key=lambda r: (r.error is not None, -r.score, r.index))  # failed docs last
         if top_k is not None:
             order = order[:top_k]
         return [replace(r, rank=k + 1) for k, r in enumerate(order)]
@@ -202,19 +203,24 @@ class ReasoningReranker:
             logger.info("%d of %d documents truncated to %d tokens", n_trunc, len(documents), self.max_doc_tokens)
         prompts = [self._prompt(query, text) for text, _ in cut]
         labels = self.labels
+        failed_row = ((0.0,) * len(labels), labels[0], None, False)
+        errors: dict[int, str] = {}  # documents the backend failed on (on_error="report" backends)
         if self.mode == "direct":
             lps = yield ("label", prompts)
-            rows = [(label_distribution(lp, labels), None, None, True) for lp in lps]
+            errors = {i: lp.error for i, lp in enumerate(lps) if isinstance(lp, FailedLabels)}
+            rows = [failed_row if i in errors else (label_distribution(lp, labels), None, None, True)
+                    for i, lp in enumerate(lps)]
             gens: list[Generation] = []
         else:
             gens = yield ("generate", prompts)
             prefix = self.template.assistant_prefix
             judgments = [parse_judgment(prefix + g.text, labels, self.spec.marker) for g in gens]
+            errors = {i: g.error for i, g in enumerate(gens) if g.error}
             forced: list[int] = []
             forced_prompts: list[Prompt] = []
             for i, (g, j) in enumerate(zip(gens, judgments)):
                 raw = prefix + g.text
-                if j.ok and g.label_logprobs:
+                if i in errors or (j.ok and g.label_logprobs):
                     continue
                 if not j.ok and self.on_parse_error == "raise":
                     raise ParseError(f"docs[{i}]: {j.error}; model output was {raw[:300]!r}. Pass "
@@ -224,17 +230,25 @@ class ReasoningReranker:
                 forced_prompts.append(self._prompt(query, cut[i][0], assistant_prefix=head))
             forced_lps = (yield ("label", forced_prompts)) if forced_prompts else []
             by_doc = dict(zip(forced, forced_lps))
+            errors.update({i: lp.error for i, lp in by_doc.items() if isinstance(lp, FailedLabels)})
             rows = []
             for i, (g, j) in enumerate(zip(gens, judgments)):
+                if i in errors:
+                    rows.append(failed_row)
+                    continue
                 lp = g.label_logprobs if (j.ok and g.label_logprobs) else by_doc[i]
                 rows.append((label_distribution(lp, labels), j.label if j.ok else None,
                              j.explanation, j.ok))
-            failures = sum(1 for j in judgments if not j.ok)
+            failures = sum(1 for i, j in enumerate(judgments) if not j.ok and i not in errors)
             if failures:
                 self.stats.parse_failures += failures
                 logger.warning("%d of %d outputs had no valid verdict; scored from label probabilities "
                                "(parse_ok=False)", failures, len(gens))
             self.stats.generated_tokens += sum(g.num_tokens for g in gens)
+        if errors:
+            self.stats.errors += len(errors)
+            logger.warning("%d of %d documents failed in the backend; reported with error set, score 0, ranked "
+                           "last (first: %s)", len(errors), len(documents), next(iter(errors.values())))
         self.stats.documents += len(documents)
         self.stats.truncated += n_trunc
         results = []
@@ -243,5 +257,6 @@ class ReasoningReranker:
             results.append(RerankResult(
                 index=i, id=doc.id, text=doc.text, score=expected_score(probs, labels), label=label,
                 label_probs=probs, explanation=expl, raw_output=(self.template.assistant_prefix + gens[i].text)
-                if gens else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata))
+                if gens and i not in errors else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
+                error=errors.get(i)))
         return results

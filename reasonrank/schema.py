@@ -109,6 +109,8 @@ class RerankResult:
         truncated: True when the document was cut to the token budget before judging.
         rank: 1-based position in a ranking (set by ``rank``), else None.
         metadata: The document's metadata, carried through.
+        error: Why the backend failed on this document (backends with ``on_error="report"``), else None.
+            Such a result has score 0, all-zero ``label_probs`` and ranks after every judged document.
     """
 
     index: int
@@ -123,6 +125,7 @@ class RerankResult:
     truncated: bool = False
     rank: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    error: str | None = None
 
 
 @dataclass
@@ -133,6 +136,7 @@ class RerankStats:
     truncated: int = 0
     parse_failures: int = 0
     generated_tokens: int = 0
+    errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)

@@ -17,7 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel"]
+__all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel", "FailedLabels"]
 
 LocateLabel = Callable[[str], "int | None"]
 """Given generated text, return the character offset of the verdict's label digit, or None."""
@@ -49,12 +49,26 @@ class Generation:
             written, or None if the backend could not find that token (the reranker then scores
             with a second, forced pass).
         num_tokens: Number of generated tokens.
+        error: Why the engine failed on this document (then the result is reported with ``error``), or None.
     """
 
     text: str
     label_logprobs: dict[int, float] | None = None
     num_tokens: int = 0
     error: str | None = field(default=None)
+
+
+class FailedLabels(dict):  # type: ignore[type-arg]
+    """Stands in for a ``{label: logprob}`` dict when the engine failed on one document.
+
+    Backends with a per-document failure policy (e.g. the openai backend's ``on_error="report"``) return
+    it from ``label_logprobs``; the reranker turns it into a result with ``error`` set (as for a
+    :class:`Generation` with ``error``). It is an empty dict, so code unaware of it fails loudly.
+    """
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
 
 
 class Backend(ABC):

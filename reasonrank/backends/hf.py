@@ -9,17 +9,25 @@ not the vocabulary) and stops each sequence as soon as its verdict's label is wr
 from __future__ import annotations
 
 import logging
-import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .._deps import require
 from ..models import convert_gguf, resolve_model
+from ._text import (
+    label_step,
+    label_tokens,
+    per_label_logprobs,
+    render_prompt,
+    truncate_text,
+    verdict_pattern,
+    verdict_reached,
+)
+from ._text import label_tokens as label_token_ids  # public name used by training
 from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
 
-__all__ = ["TransformersBackend", "length_sorted_batches"]
+__all__ = ["TransformersBackend", "label_token_ids", "length_sorted_batches", "render_prompt"]
 
 logger = logging.getLogger(__name__)
 _DEVICE_LOGGED: set[str] = set()
@@ -61,18 +69,13 @@ def _pick_dtype(torch: Any, device: str, dtype: Any) -> Any:
     return torch.float32
 
 
-def _logsumexp(vals: list[float]) -> float:
-    top = max(vals)
-    if top == -math.inf:
-        return -math.inf
-    return top + math.log(sum(math.exp(v - top) for v in vals))
-
-
 class TransformersBackend(Backend):
     """Hugging Face transformers inference.
 
     Args:
-        model: Hub id, local directory, local ``.gguf`` file, or the alias ``"smollm2-local"``.
+        model: Hub id, local directory, local ``.gguf`` file, the alias ``"smollm2-local"``, or an already
+            loaded ``PreTrainedModel`` (then ``tokenizer`` is required; device/dtype moves are not applied).
+        tokenizer: The tokenizer of an already loaded model.
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; auto-detected when None (logged once).
         dtype: torch dtype or its name; auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU.
         batch_size: Documents per forward/generate batch.
@@ -87,7 +90,8 @@ class TransformersBackend(Backend):
 
     name = "transformers"
 
-    def __init__(self, model: str, *, device: str | None = None, dtype: Any = None, batch_size: int = 8,
+    def __init__(self, model: Any, *, tokenizer: Any = None, device: str | None = None, dtype: Any = None,
+                 batch_size: int = 8,
                  trust_remote_code: bool = False, revision: str | None = None, cache_gguf: bool = True,
                  generation_kwargs: dict[str, Any] | None = None, show_progress: bool | None = None,
                  model_kwargs: dict[str, Any] | None = None) -> None:
@@ -103,10 +107,18 @@ class TransformersBackend(Backend):
             logger.info("reasonrank transformers backend on device=%s dtype=%s", self.device, self.dtype)
         self.generation_kwargs = dict(generation_kwargs or {})
         self.show_progress = show_progress
-        self.model_name = model
-        self.tokenizer, self.model = self._load(resolve_model(model), trust_remote_code=trust_remote_code,
-                                                revision=revision, cache_gguf=cache_gguf,
-                                                model_kwargs=dict(model_kwargs or {}))
+        if isinstance(model, str):
+            self.model_name = model
+            self.tokenizer, self.model = self._load(resolve_model(model), trust_remote_code=trust_remote_code,
+                                                    revision=revision, cache_gguf=cache_gguf,
+                                                    model_kwargs=dict(model_kwargs or {}))
+        else:
+            if tokenizer is None or not hasattr(model, "generate"):
+                raise TypeError("pass model as a name/path, or a loaded transformers causal LM together with "
+                                "tokenizer=...")
+            self.model_name = type(model).__name__
+            self.tokenizer, self.model = tokenizer, model
+            self.device, self.dtype = str(model.device), model.dtype
         self.model.eval()
         tok = self.tokenizer
         tok.padding_side = "left"
@@ -150,32 +162,11 @@ class TransformersBackend(Backend):
 
     # ------------------------------------------------------------------ text
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
-        cut = len(text) > max_tokens * 32  # never tokenise megabytes to keep 500 tokens
-        if cut:
-            text = text[: max_tokens * 32]
-        ids = self.tokenizer.encode(text, add_special_tokens=False)
-        if len(ids) <= max_tokens:
-            return text, cut
-        return self.tokenizer.decode(ids[:max_tokens], skip_special_tokens=True), True
+        return truncate_text(self.tokenizer, text, max_tokens)
 
     def render(self, prompt: Prompt) -> str:
         """The full prompt text: the model's chat template, then the assistant prefix."""
-        tok = self.tokenizer
-        msgs = list(prompt.messages)
-        if tok.chat_template:
-            try:
-                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            except Exception:  # templates without a system role (e.g. Gemma): fold it into the user turn
-                if msgs and msgs[0]["role"] == "system" and len(msgs) > 1:
-                    merged = [{"role": "user", "content": msgs[0]["content"] + "\n\n" + msgs[1]["content"]}]
-                    text = tok.apply_chat_template(merged + msgs[2:], tokenize=False, add_generation_prompt=True)
-                else:
-                    raise
-        else:
-            text = "".join(m["content"] + "\n\n" for m in msgs)
-            if tok.bos_token:
-                text = tok.bos_token + text
-        return text + prompt.assistant_prefix
+        return render_prompt(self.tokenizer, prompt)
 
     def _encode(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -186,31 +177,8 @@ class TransformersBackend(Backend):
 
     def label_tokens(self, spec: LabelSpec) -> tuple[list[int], dict[int, list[int]]]:
         """(spacer token ids between marker and label, candidate token ids per label)."""
-        if spec in self._label_cache:
-            return self._label_cache[spec]
-        tok = self.tokenizer
-        marker = spec.marker.strip()
-        m_ids = tok.encode(marker, add_special_tokens=False)
-        spacer: list[int] | None = None
-        cands: dict[int, list[int]] = {}
-        for lab in spec.labels:
-            f_ids = tok.encode(f"{marker} {lab}", add_special_tokens=False)
-            if f_ids[: len(m_ids)] != m_ids or len(f_ids) == len(m_ids):
-                raise ValueError(f"tokenizer splits '{marker} {lab}' unexpectedly; use a marker ending in ':'")
-            suffix = f_ids[len(m_ids):]
-            if tok.decode(suffix[-1:]).strip() != str(lab):
-                raise ValueError(f"label {lab} is not a single token after {marker!r} for this tokenizer")
-            if spacer is None:
-                spacer = suffix[:-1]
-            elif spacer != suffix[:-1]:
-                raise ValueError(f"labels tokenise differently after {marker!r}; use single-digit labels")
-            ids = {suffix[-1]}
-            for variant in (str(lab), f" {lab}"):
-                v = tok.encode(variant, add_special_tokens=False)
-                if len(v) == 1 and tok.decode(v).strip() == str(lab):
-                    ids.add(v[0])
-            cands[lab] = sorted(ids)
-        self._label_cache[spec] = (spacer or [], cands)
+        if spec not in self._label_cache:
+            self._label_cache[spec] = label_tokens(self.tokenizer, spec)
         return self._label_cache[spec]
 
     # ------------------------------------------------------------------ tensors
@@ -249,10 +217,7 @@ class TransformersBackend(Backend):
                 logits = self.model(**enc, position_ids=pos, use_cache=False, **kw).logits[:, -1, :]
                 lp = torch.log_softmax(logits.float(), dim=-1).index_select(-1, index).cpu().tolist()
                 for row, i in enumerate(batch):
-                    per: dict[int, list[float]] = {}
-                    for (lab, _), v in zip(flat, lp[row]):
-                        per.setdefault(lab, []).append(v)
-                    out[i] = {lab: _logsumexp(v) for lab, v in per.items()}
+                    out[i] = per_label_logprobs(flat, lp[row])
                 bar.update(1)
         return out
 
@@ -269,7 +234,7 @@ class TransformersBackend(Backend):
             if longest + max_new_tokens > self.context_length:
                 raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
                                  f"model's context of {self.context_length}; lower max_doc_tokens or max_new_tokens")
-        verdict = re.compile(re.escape(spec.marker.strip().rstrip(":")) + r"[^\d\n]{0,8}\d", re.IGNORECASE)
+        verdict = verdict_pattern(spec)
         tok = self.tokenizer
         out: list[Generation | None] = [None] * len(seqs)
         batches = length_sorted_batches([len(s) for s in seqs], self.batch_size)
@@ -289,10 +254,9 @@ class TransformersBackend(Backend):
                 self.prompt_len = prompt_len
 
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                done = []
-                for row in input_ids[:, self.prompt_len:].tolist():
-                    done.append(bool(row) and row[-1] in label_ids and
-                                bool(verdict.search(tok.decode(row[-12:], skip_special_tokens=True))))
+                # the tail may reach into the prompt: an assistant prefix can end with the marker
+                done = [verdict_reached(tok, row, label_ids, verdict)
+                        for row in input_ids[:, max(0, self.prompt_len - 12):].tolist()]
                 return torch.tensor(done, device=input_ids.device)
 
         gen_cfg = self.model.generation_config.to_dict() if self.model.generation_config else {}
@@ -326,16 +290,8 @@ class TransformersBackend(Backend):
         pos = locate(text)
         if pos is None:
             return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
-        step = None
-        for k in range(len(ids)):  # first token whose decoded prefix reaches past the label's offset
-            if len(tok.decode(ids[: k + 1], skip_special_tokens=True)) > pos:
-                step = k
-                break
+        step = label_step(tok, ids, pos)  # first token whose decoded prefix reaches past the label's offset
         label_ids = {tid for _, tid in flat}
         if step is None or step >= len(steps) or ids[step] not in label_ids:
             return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
-        per: dict[int, list[float]] = {}
-        for (lab, _), v in zip(flat, steps[step]):
-            per.setdefault(lab, []).append(v)
-        return Generation(text=text, label_logprobs={lab: _logsumexp(v) for lab, v in per.items()},
-                          num_tokens=len(ids))
+        return Generation(text=text, label_logprobs=per_label_logprobs(flat, steps[step]), num_tokens=len(ids))
