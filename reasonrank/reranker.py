@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
 from .backends.base import FailedLabels
-from .models import DEFAULT_MODEL
+from .models import DEFAULT_MODEL, META_FILE, read_model_meta
 from .parsing import ParseError, expected_score, label_distribution, parse_judgment, validate_labels
 from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
 from .templates import PromptTemplate, get_template
@@ -38,9 +38,12 @@ class ReasoningReranker:
             served model name. Defaults to :data:`reasonrank.models.DEFAULT_MODEL`.
         backend: Registered backend name (``"transformers"``, ``"vllm"``, ``"openai"``) or a ready
             :class:`~reasonrank.backends.Backend` instance (share one engine between rerankers).
-        mode: ``"reasoning"`` or ``"direct"``.
-        label_scale: The graded labels, e.g. ``(0, 1, 2)`` (default) or ``(0, 1)``; an int ``n`` means ``0..n``.
-        template: Template name, YAML/JSON file, mapping or :class:`PromptTemplate`; default per mode.
+        mode: ``"reasoning"`` or ``"direct"``. Default: the mode recorded in the model directory's
+            ``reasonrank.json`` (written by ``reasonrank-train``), else ``"reasoning"``.
+        label_scale: The graded labels, e.g. ``(0, 1, 2)`` or ``(0, 1)``; an int ``n`` means ``0..n``.
+            Default: the recorded scale, else ``(0, 1, 2)``.
+        template: Template name, YAML/JSON file, mapping or :class:`PromptTemplate`; default: the recorded
+            template, else the mode's built-in one.
         max_doc_tokens: Documents are cut to this many tokens (never the query or instruction); flagged.
         max_new_tokens: Generation budget for explanation + verdict (reasoning mode).
         batch_size: Documents per engine batch.
@@ -57,11 +60,21 @@ class ReasoningReranker:
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, backend: str | Backend = "transformers",
-                 mode: Mode = "reasoning", label_scale: int | Sequence[int] = (0, 1, 2),
+                 mode: Mode | None = None, label_scale: int | Sequence[int] | None = None,
                  template: str | Path | PromptTemplate | dict[str, Any] | None = None,
                  max_doc_tokens: int = 1024, max_new_tokens: int = 256, batch_size: int = 8,
                  on_parse_error: OnParseError = "fallback", device: str | None = None, dtype: Any = None,
                  **backend_options: Any) -> None:
+        meta = read_model_meta(model) if isinstance(model, str) and not isinstance(backend, Backend) else {}
+        if meta:
+            logger.info("%s/%s: defaults mode=%s label_scale=%s template=%s", model, META_FILE, meta.get("mode"),
+                        meta.get("label_scale"), meta.get("template"))
+        if mode is None:
+            mode = meta.get("mode", "reasoning")
+        if label_scale is None:
+            label_scale = meta.get("label_scale", (0, 1, 2))
+        if template is None and meta.get("template") and meta.get("mode") == mode:
+            template = meta["template"]
         if mode not in ("reasoning", "direct"):
             raise ValueError(f"mode must be 'reasoning' or 'direct', got {mode!r}")
         if on_parse_error not in ("fallback", "raise"):

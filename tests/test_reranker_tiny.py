@@ -242,3 +242,21 @@ def test_loaded_model_object_backend(direct: ReasoningReranker) -> None:
     assert [r.score for r in rr.score(QUERY, DOCS)] == pytest.approx([r.score for r in direct.score(QUERY, DOCS)])
     with pytest.raises(TypeError, match="tokenizer="):
         TransformersBackend(direct.backend.model)
+
+
+def test_trained_model_metadata_sets_defaults(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A directory with reasonrank.json (written by reasonrank-train) defaults mode, scale and template."""
+    import json
+    import shutil
+
+    model = tmp_path / "trained"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "reasonrank.json").write_text(json.dumps({"mode": "direct", "label_scale": [0, 1],
+                                                        "template": "prorank"}))
+    rr = ReasoningReranker(str(model))
+    assert (rr.mode, rr.labels, rr.template.name) == ("direct", (0, 1), "prorank")
+    explicit = ReasoningReranker(str(model), mode="reasoning", label_scale=2)
+    assert (explicit.mode, explicit.labels, explicit.template.name) == ("reasoning", (0, 1, 2), "interank")
+    (model / "reasonrank.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        ReasoningReranker(str(model))

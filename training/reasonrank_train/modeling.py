@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank._deps import require
-from reasonrank.models import cache_dir, convert_gguf, resolve_model
+from reasonrank.models import META_FILE, cache_dir, convert_gguf, read_model_meta, resolve_model
 
 __all__ = [
     "META_FILE",
@@ -27,9 +27,6 @@ logger = logging.getLogger(__name__)
 
 TINY_RANDOM = "tiny-random"
 """Alias of a random tiny Llama built locally by :func:`reasonrank.testing.build_tiny_model` (CPU smoke runs)."""
-
-META_FILE = "reasonrank.json"
-"""Written next to every trained/exported model: mode, label scale, template and stage history."""
 
 
 def is_adapter_dir(path: str | Path) -> bool:
@@ -113,10 +110,7 @@ def lora_config(cfg: Any) -> Any:
 
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The ``reasonrank.json`` of a model directory ({} if none)."""
-    f = Path(path) / META_FILE
-    if not f.is_file():
-        return {}
-    return json.loads(f.read_text(encoding="utf-8"))
+    return read_model_meta(path)
 
 
 def write_meta(path: str | Path, *, stage: str, mode: str, label_scale: Any, source_model: str,
