@@ -12,6 +12,7 @@ from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
 from .backends.base import FailedLabels
 from .models import DEFAULT_MODEL, META_FILE, read_model_meta
 from .parsing import ParseError, expected_score, label_distribution, parse_judgment, validate_labels
+from .safety import neutralize
 from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
 from .templates import PromptTemplate, get_template
 
@@ -49,6 +50,9 @@ class ReasoningReranker:
         batch_size: Documents per engine batch.
         on_parse_error: ``"fallback"``: an unparseable output is scored from label probabilities after
             forcing the verdict marker, with ``parse_ok=False``; ``"raise"``: raise :class:`ParseError`.
+        sanitize_documents: Mask verdict-like text (``Relevance: 2``) and break chat control strings
+            (``<|im_end|>``) inside documents before they reach the prompt (prompt-injection defence, see
+            :mod:`reasonrank.safety`); results keep the original text.
         device: Device for local backends (auto-detected when None).
         dtype: Model dtype for local backends (auto when None).
         **backend_options: Passed to the backend (e.g. ``trust_remote_code``, ``base_url``).
@@ -63,8 +67,8 @@ class ReasoningReranker:
                  mode: Mode | None = None, label_scale: int | Sequence[int] | None = None,
                  template: str | Path | PromptTemplate | dict[str, Any] | None = None,
                  max_doc_tokens: int = 1024, max_new_tokens: int = 256, batch_size: int = 8,
-                 on_parse_error: OnParseError = "fallback", device: str | None = None, dtype: Any = None,
-                 **backend_options: Any) -> None:
+                 on_parse_error: OnParseError = "fallback", sanitize_documents: bool = True,
+                 device: str | None = None, dtype: Any = None, **backend_options: Any) -> None:
         meta = read_model_meta(model) if isinstance(model, str) and not isinstance(backend, Backend) else {}
         if meta:
             logger.info("%s/%s: defaults mode=%s label_scale=%s template=%s", model, META_FILE, meta.get("mode"),
@@ -91,6 +95,7 @@ class ReasoningReranker:
         self.max_doc_tokens = max_doc_tokens
         self.max_new_tokens = max_new_tokens
         self.on_parse_error: OnParseError = on_parse_error
+        self.sanitize_documents = bool(sanitize_documents)
         self.stats = RerankStats()
         if isinstance(backend, Backend):
             if backend_options or device is not None or dtype is not None:
@@ -210,7 +215,11 @@ class ReasoningReranker:
         documents = self._validate(query, docs)
         if not documents:
             return []
-        cut = [self.backend.truncate(d.prompt_text, self.max_doc_tokens) for d in documents]
+        texts = [d.prompt_text for d in documents]
+        if self.sanitize_documents:
+            controls = self.backend.control_strings()
+            texts = [neutralize(t, marker=self.spec.marker, controls=controls) for t in texts]
+        cut = [self.backend.truncate(t, self.max_doc_tokens) for t in texts]
         n_trunc = sum(t for _, t in cut)
         if n_trunc:
             logger.info("%d of %d documents truncated to %d tokens", n_trunc, len(documents), self.max_doc_tokens)

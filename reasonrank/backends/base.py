@@ -99,6 +99,20 @@ class Backend(ABC):
         """Async variant; the default runs the sync method in a worker thread."""
         return await asyncio.to_thread(self.generate, prompts, spec, locate=locate, max_new_tokens=max_new_tokens)
 
+    def control_strings(self) -> tuple[str, ...]:
+        """The model's special-token strings (chat control tokens), neutralised inside documents.
+
+        The default reads them from a ``tokenizer`` attribute when the backend has one.
+        """
+        tok = getattr(self, "tokenizer", None)
+        if tok is None:
+            return ()
+        names = set(getattr(tok, "all_special_tokens", []) or [])
+        for added in (getattr(tok, "added_tokens_decoder", None) or {}).values():
+            if getattr(added, "special", False):
+                names.add(str(added.content))
+        return tuple(sorted(n for n in names if len(n) > 1))
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engine resources (optional)."""
 
