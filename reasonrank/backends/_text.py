@@ -144,3 +144,37 @@ def per_label_logprobs(flat: Iterable[tuple[int, int]], values: Iterable[float])
     for (lab, _), v in zip(flat, values):
         per.setdefault(lab, []).append(v)
     return {lab: logsumexp(v) for lab, v in per.items()}
+
+
+class LocalTokenizerMixin:
+    """Text side of a backend that holds a Hugging Face ``tokenizer`` (transformers, vLLM): truncation,
+    rendering and label-token lookup, identical across those backends."""
+
+    tokenizer: Any
+    _label_cache: dict[LabelSpec, tuple[list[int], dict[int, list[int]]]]
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        return truncate_text(self.tokenizer, text, max_tokens)
+
+    def render(self, prompt: Prompt) -> str:
+        """The full prompt text: the model's chat template, then the assistant prefix."""
+        return render_prompt(self.tokenizer, prompt)
+
+    def label_tokens(self, spec: LabelSpec) -> tuple[list[int], dict[int, list[int]]]:
+        """(spacer token ids between marker and label, candidate token ids per label), cached per spec."""
+        cache = self.__dict__.setdefault("_label_cache", {})
+        if spec not in cache:
+            cache[spec] = label_tokens(self.tokenizer, spec)
+        return cache[spec]
+
+
+def left_pad(torch: Any, seqs: Sequence[Sequence[int]], pad_id: int, device: Any) -> dict[str, Any]:
+    """Left-padded ``input_ids``, ``attention_mask`` and matching ``position_ids`` (padding ignored)."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+        mask[r, width - len(s):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": (mask.cumsum(-1) - 1).clamp(min=0)}

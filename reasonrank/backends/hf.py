@@ -16,11 +16,11 @@ from typing import Any
 from .._deps import require
 from ..models import convert_gguf, resolve_model
 from ._text import (
+    LocalTokenizerMixin,
     label_step,
-    label_tokens,
+    left_pad,
     per_label_logprobs,
     render_prompt,
-    truncate_text,
     verdict_pattern,
     verdict_reached,
 )
@@ -69,7 +69,7 @@ def _pick_dtype(torch: Any, device: str, dtype: Any) -> Any:
     return torch.float32
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(LocalTokenizerMixin, Backend):
     """Hugging Face transformers inference.
 
     Args:
@@ -129,7 +129,6 @@ class TransformersBackend(Backend):
         eos = eos if eos is not None else tok.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
-        self._label_cache: dict[LabelSpec, tuple[list[int], dict[int, list[int]]]] = {}
         params = __import__("inspect").signature(self.model.forward).parameters
         self._keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
 
@@ -161,13 +160,6 @@ class TransformersBackend(Backend):
         return f"transformers:{self.model_name} on {self.device} ({str(self.dtype).replace('torch.', '')})"
 
     # ------------------------------------------------------------------ text
-    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
-        return truncate_text(self.tokenizer, text, max_tokens)
-
-    def render(self, prompt: Prompt) -> str:
-        """The full prompt text: the model's chat template, then the assistant prefix."""
-        return render_prompt(self.tokenizer, prompt)
-
     def _encode(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if self.context_length and len(ids) > self.context_length:
@@ -175,22 +167,9 @@ class TransformersBackend(Backend):
                              "lower max_doc_tokens or shorten the query")
         return ids
 
-    def label_tokens(self, spec: LabelSpec) -> tuple[list[int], dict[int, list[int]]]:
-        """(spacer token ids between marker and label, candidate token ids per label)."""
-        if spec not in self._label_cache:
-            self._label_cache[spec] = label_tokens(self.tokenizer, spec)
-        return self._label_cache[spec]
-
     # ------------------------------------------------------------------ tensors
     def _batch_tensors(self, seqs: list[list[int]]) -> dict[str, Any]:
-        torch = self.torch
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[r, width - len(s):] = 1
-        return {"input_ids": ids.to(self.device), "attention_mask": mask.to(self.device)}
+        return left_pad(self.torch, seqs, self.pad_id, self.device)
 
     def _progress(self, total: int, desc: str) -> Any:
         from tqdm.auto import tqdm
@@ -212,9 +191,8 @@ class TransformersBackend(Backend):
         with torch.inference_mode(), self._progress(len(batches), "scoring") as bar:
             for batch in batches:
                 enc = self._batch_tensors([seqs[i] for i in batch])
-                pos = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
                 kw = {self._keep_kw: 1} if self._keep_kw else {}
-                logits = self.model(**enc, position_ids=pos, use_cache=False, **kw).logits[:, -1, :]
+                logits = self.model(**enc, use_cache=False, **kw).logits[:, -1, :]
                 lp = torch.log_softmax(logits.float(), dim=-1).index_select(-1, index).cpu().tolist()
                 for row, i in enumerate(batch):
                     out[i] = per_label_logprobs(flat, lp[row])
@@ -269,6 +247,7 @@ class TransformersBackend(Backend):
         with torch.inference_mode(), self._progress(len(batches), "generating") as bar:
             for batch in batches:
                 enc = self._batch_tensors([seqs[i] for i in batch])
+                enc.pop("position_ids")  # generate derives them from the mask, step by step
                 width = enc["input_ids"].shape[1]
                 rec = Recorder()
                 res = self.model.generate(**enc, logits_processor=tf.LogitsProcessorList([rec]),

@@ -31,11 +31,9 @@ from typing import Any
 from .._deps import require
 from ..models import convert_gguf, resolve_model
 from ._text import (
+    LocalTokenizerMixin,
     label_step,
-    label_tokens,
     per_label_logprobs,
-    render_prompt,
-    truncate_text,
     verdict_pattern,
     verdict_reached,
 )
@@ -61,7 +59,7 @@ def _dtype_name(dtype: Any) -> str:
     return name
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(LocalTokenizerMixin, Backend):
     """Inference with the vLLM offline engine (``vllm.LLM``).
 
     Args:
@@ -142,7 +140,6 @@ class VLLMBackend(Backend):
             logger.info("this vLLM has no logprob_token_ids; reading the top-%d log-probabilities (labels "
                         "outside them are left out)", logprobs)
         self._lock = threading.Lock()  # vllm.LLM is not thread-safe; async callers share one engine
-        self._label_cache: dict[LabelSpec, tuple[list[int], dict[int, list[int]]]] = {}
         self.prompt_tokens = 0
         self.cached_prompt_tokens = 0
         logger.info("reasonrank vllm backend: %s (dtype=%s, max_model_len=%d, prefix caching %s)", path, self.dtype,
@@ -187,19 +184,6 @@ class VLLMBackend(Backend):
         return f"vllm:{self.model_name} ({self.dtype}, prefix caching {'on' if self.prefix_caching else 'off'})"
 
     # ------------------------------------------------------------------ text
-    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
-        return truncate_text(self.tokenizer, text, max_tokens)
-
-    def render(self, prompt: Prompt) -> str:
-        """The full prompt text: the model's chat template, then the assistant prefix."""
-        return render_prompt(self.tokenizer, prompt)
-
-    def label_tokens(self, spec: LabelSpec) -> tuple[list[int], dict[int, list[int]]]:
-        """(spacer token ids between marker and label, candidate token ids per label)."""
-        if spec not in self._label_cache:
-            self._label_cache[spec] = label_tokens(self.tokenizer, spec)
-        return self._label_cache[spec]
-
     def _encode(self, text: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) > self.context_length:

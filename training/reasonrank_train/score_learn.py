@@ -21,7 +21,7 @@ from typing import Any
 
 from reasonrank._deps import require
 from reasonrank.backends import LabelSpec
-from reasonrank.backends._text import label_tokens
+from reasonrank.backends._text import label_tokens, left_pad
 from reasonrank.templates import DIRECT_TEMPLATE
 
 from .config import ScoreLearnConfig
@@ -89,15 +89,8 @@ class _Scorer:
 
     def __call__(self, seqs: list[list[int]]) -> Any:
         torch = self.torch
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for r, s in enumerate(seqs):
-            ids[r, width - len(s):] = torch.tensor(s, dtype=torch.long)
-            mask[r, width - len(s):] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).logits[:, -1, :]
+        enc = left_pad(torch, seqs, self.pad_id, self.device)
+        logits = self.model(**enc, use_cache=False).logits[:, -1, :]
         logp = torch.log_softmax(logits.float(), dim=-1)
         per_label = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in self.groups], dim=-1)
         return expected_scores(per_label, self.labels)
