@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 measure(rr, docs_all[: args.warmup])  # warm-up: kernels, caches, server connection
                 for n in sizes:
                     dt, gen = measure(rr, docs_all[:n])
-                    row = Row(backend, mode, n, doc_tokens, round(dt, 3), round(n / dt, 3),
+                    row = Row(backend, mode, n, doc_tokens, round(dt, 6), round(n / dt, 3),
                               round(gen / dt, 1) if mode == "reasoning" else None)
                     if args.naive:
                         k = min(n, args.naive_docs)
