@@ -487,3 +487,25 @@ def test_vllm_server_matches_transformers(vllm_server: str, smollm2_model_dir: P
     rr.close()
     assert [r.raw_output for r in remote] == [r.raw_output for r in here]  # same greedy text, cut at the verdict
     assert [r.score for r in remote] == pytest.approx([r.score for r in here], abs=0.02)
+
+
+def test_training_teacher_through_a_real_server(llama_server: str, smollm2_model_dir: Path, tmp_path: Path) -> None:
+    """``reasonrank-train generate`` labels pairs with a teacher served over the OpenAI API (llama.cpp here)."""
+    pytest.importorskip("reasonrank_train")
+    from reasonrank_train.config import GenerateConfig
+    from reasonrank_train.generate import run_generate
+
+    corpus = Path(__file__).resolve().parents[1] / "training" / "configs" / "data" / "tiny-beir"
+    out = tmp_path / "teacher.jsonl"
+    cfg = GenerateConfig(corpus=str(corpus), output=str(out), source="teacher", teacher_model="smollm2",
+                         teacher_backend="openai",
+                         teacher_options={"base_url": llama_server, "tokenizer": str(smollm2_model_dir),
+                                          "max_concurrency": 2, **LLAMA_OPTS},
+                         candidates_per_query=2, max_queries=1, max_new_tokens=24, keep_failures=True,
+                         progress=False)
+    stats = run_generate(cfg)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert stats.written == len(rows) == 2
+    for row in rows:
+        assert row["source"] == "teacher" and row["label"] in (0, 1, 2) and row["explanation"]
+        assert row["qid"] and row["docid"]
