@@ -61,6 +61,7 @@ def test_generated_label_probabilities_match_a_forced_pass(smollm2_direct: Reaso
 
     prefix = "Explanation: The document is compared with the query.\nRelevance:"
     rr = ReasoningReranker(backend=smollm2_direct.backend, mode="reasoning", max_new_tokens=4,
+                           sanitize_documents=False,  # the forced prompt below is rebuilt from the raw text
                            template={"name": "label-only", "mode": "reasoning", "system": "",
                                      "user": "Query: {query}\nDocument: {document}\nIs the document relevant? "
                                              "Explain, then write 'Relevance: X' with X = 0, 1 or 2.",
