@@ -24,6 +24,8 @@ Mode = Literal["reasoning", "direct"]
 OnParseError = Literal["fallback", "raise"]
 # A planning step asks the backend for one of two things; drivers (sync/async) answer it.
 _Request = tuple[str, list[Prompt]]
+# Per document: (label probabilities, parsed label or None, explanation, parse_ok)
+_Row = tuple[tuple[float, ...], "int | None", "str | None", bool]
 
 
 class ReasoningReranker:
@@ -224,49 +226,10 @@ class ReasoningReranker:
         if n_trunc:
             logger.info("%d of %d documents truncated to %d tokens", n_trunc, len(documents), self.max_doc_tokens)
         prompts = [self._prompt(query, text) for text, _ in cut]
-        labels = self.labels
-        failed_row = ((0.0,) * len(labels), labels[0], None, False)
-        errors: dict[int, str] = {}  # documents the backend failed on (on_error="report" backends)
         if self.mode == "direct":
-            lps = yield ("label", prompts)
-            errors = {i: lp.error for i, lp in enumerate(lps) if isinstance(lp, FailedLabels)}
-            rows = [failed_row if i in errors else (label_distribution(lp, labels), None, None, True)
-                    for i, lp in enumerate(lps)]
-            gens: list[Generation] = []
+            rows, errors, gens = yield from self._plan_direct(prompts)
         else:
-            gens = yield ("generate", prompts)
-            prefix = self.template.assistant_prefix
-            judgments = [parse_judgment(prefix + g.text, labels, self.spec.marker) for g in gens]
-            errors = {i: g.error for i, g in enumerate(gens) if g.error}
-            forced: list[int] = []
-            forced_prompts: list[Prompt] = []
-            for i, (g, j) in enumerate(zip(gens, judgments)):
-                raw = prefix + g.text
-                if i in errors or (j.ok and g.label_logprobs):
-                    continue
-                if not j.ok and self.on_parse_error == "raise":
-                    raise ParseError(f"docs[{i}]: {j.error}; model output was {raw[:300]!r}. Pass "
-                                     "on_parse_error='fallback' to score such outputs from label probabilities")
-                head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + self.spec.marker
-                forced.append(i)
-                forced_prompts.append(self._prompt(query, cut[i][0], assistant_prefix=head))
-            forced_lps = (yield ("label", forced_prompts)) if forced_prompts else []
-            by_doc = dict(zip(forced, forced_lps))
-            errors.update({i: lp.error for i, lp in by_doc.items() if isinstance(lp, FailedLabels)})
-            rows = []
-            for i, (g, j) in enumerate(zip(gens, judgments)):
-                if i in errors:
-                    rows.append(failed_row)
-                    continue
-                lp = g.label_logprobs if (j.ok and g.label_logprobs) else by_doc[i]
-                rows.append((label_distribution(lp, labels), j.label if j.ok else None,
-                             j.explanation, j.ok))
-            failures = sum(1 for i, j in enumerate(judgments) if not j.ok and i not in errors)
-            if failures:
-                self.stats.parse_failures += failures
-                logger.warning("%d of %d outputs had no valid verdict; scored from label probabilities "
-                               "(parse_ok=False)", failures, len(gens))
-            self.stats.generated_tokens += sum(g.num_tokens for g in gens)
+            rows, errors, gens = yield from self._plan_reasoning(query, [t for t, _ in cut], prompts)
         if errors:
             self.stats.errors += len(errors)
             logger.warning("%d of %d documents failed in the backend; reported with error set, score 0, ranked "
@@ -274,7 +237,8 @@ class ReasoningReranker:
         self.stats.documents += len(documents)
         self.stats.truncated += n_trunc
         results = []
-        for i, (doc, (text_trunc, was_cut), (probs, parsed, expl, ok)) in enumerate(zip(documents, cut, rows)):
+        labels = self.labels
+        for i, (doc, (_, was_cut), (probs, parsed, expl, ok)) in enumerate(zip(documents, cut, rows)):
             label = parsed if parsed is not None else labels[max(range(len(probs)), key=lambda k: (probs[k], -k))]
             results.append(RerankResult(
                 index=i, id=doc.id, text=doc.text, score=expected_score(probs, labels), label=label,
@@ -282,3 +246,52 @@ class ReasoningReranker:
                 if gens and i not in errors else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
                 error=errors.get(i)))
         return results
+
+    def _failed_row(self) -> _Row:
+        return (0.0,) * len(self.labels), self.labels[0], None, False
+
+    def _plan_direct(self, prompts: list[Prompt]) -> Generator[_Request, Any, tuple[list[_Row], dict[int, str],
+                                                                                   list[Generation]]]:
+        """One label-probability pass; the label is the most probable one."""
+        lps = yield ("label", prompts)
+        errors = {i: lp.error for i, lp in enumerate(lps) if isinstance(lp, FailedLabels)}
+        rows = [self._failed_row() if i in errors else (label_distribution(lp, self.labels), None, None, True)
+                for i, lp in enumerate(lps)]
+        return rows, errors, []
+
+    def _plan_reasoning(self, query: str, doc_texts: list[str], prompts: list[Prompt]
+                        ) -> Generator[_Request, Any, tuple[list[_Row], dict[int, str], list[Generation]]]:
+        """Generate; read the label where the model wrote it, else force the verdict in a second pass."""
+        labels, prefix = self.labels, self.template.assistant_prefix
+        gens = yield ("generate", prompts)
+        judgments = [parse_judgment(prefix + g.text, labels, self.spec.marker) for g in gens]
+        errors = {i: g.error for i, g in enumerate(gens) if g.error}
+        forced: list[int] = []
+        forced_prompts: list[Prompt] = []
+        for i, (g, j) in enumerate(zip(gens, judgments)):
+            raw = prefix + g.text
+            if i in errors or (j.ok and g.label_logprobs):
+                continue
+            if not j.ok and self.on_parse_error == "raise":
+                raise ParseError(f"docs[{i}]: {j.error}; model output was {raw[:300]!r}. Pass "
+                                 "on_parse_error='fallback' to score such outputs from label probabilities")
+            head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + self.spec.marker
+            forced.append(i)
+            forced_prompts.append(self._prompt(query, doc_texts[i], assistant_prefix=head))
+        forced_lps = (yield ("label", forced_prompts)) if forced_prompts else []
+        by_doc = dict(zip(forced, forced_lps))
+        errors.update({i: lp.error for i, lp in by_doc.items() if isinstance(lp, FailedLabels)})
+        rows: list[_Row] = []
+        for i, (g, j) in enumerate(zip(gens, judgments)):
+            if i in errors:
+                rows.append(self._failed_row())
+                continue
+            lp = g.label_logprobs if (j.ok and g.label_logprobs) else by_doc[i]
+            rows.append((label_distribution(lp, labels), j.label if j.ok else None, j.explanation, j.ok))
+        failures = sum(1 for i, j in enumerate(judgments) if not j.ok and i not in errors)
+        if failures:
+            self.stats.parse_failures += failures
+            logger.warning("%d of %d outputs had no valid verdict; scored from label probabilities "
+                           "(parse_ok=False)", failures, len(gens))
+        self.stats.generated_tokens += sum(g.num_tokens for g in gens)
+        return rows, errors, gens
