@@ -7,9 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-bash scripts/setup.sh
+echo "setting up .venv (log: setup.log) ..."
+bash scripts/setup.sh > setup.log 2>&1 || { tail -n 40 setup.log; echo "setup failed: see setup.log" >&2; exit 1; }
 if [ "${REASONRANK_SKIP_VLLM:-0}" != "1" ]; then
-  bash scripts/setup_vllm.sh
+  echo "setting up .venv-vllm (log: setup-vllm.log) ..."
+  bash scripts/setup_vllm.sh > setup-vllm.log 2>&1 || { tail -n 40 setup-vllm.log; echo "vllm setup failed: see setup-vllm.log" >&2; exit 1; }
 fi
 .venv/bin/python -m pytest -m "not vllm" "$@"
 if [ "${REASONRANK_SKIP_VLLM:-0}" != "1" ]; then
