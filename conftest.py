@@ -47,6 +47,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_direct(tiny_model_dir: Path):
+    """A shared direct-mode reranker on the tiny model (one load per session)."""
+    from reasonrank import ReasoningReranker
+
+    return ReasoningReranker(str(tiny_model_dir), mode="direct")
+
+
+@pytest.fixture(scope="session")
 def smollm2_model_dir() -> Path:
     """SmolLM2-135M-Instruct as safetensors (converted once, cached under $REASONRANK_CACHE)."""
     from reasonrank.testing import smollm2_dir

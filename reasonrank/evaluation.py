@@ -36,7 +36,7 @@ from .schema import Document, RerankResult
 if TYPE_CHECKING:  # pragma: no cover
     from .reranker import ReasoningReranker
 
-__all__ = ["Collection", "Run", "Qrels", "DEFAULT_MEASURES", "load_beir", "load_bright", "bm25_search",
+__all__ = ["Collection", "Run", "Qrels", "DEFAULT_MEASURES", "load_beir", "load_beir_unjudged", "load_bright", "bm25_search",
            "dense_search", "rerank_run", "evaluate", "write_trec_run", "read_trec_run", "write_qrels"]
 
 logger = logging.getLogger(__name__)
@@ -148,23 +148,16 @@ def _check_qrels(name: str, qrels: Qrels, corpus: Mapping[str, Document], querie
     return out
 
 
-def load_beir(path: str | Path, split: str = "test", *, name: str | None = None) -> Collection:
-    """Load a collection in BEIR layout.
-
-    ``path/corpus.jsonl`` (``_id``, ``title``, ``text``), ``path/queries.jsonl`` (``_id``, ``text``) and
-    ``path/qrels/<split>.tsv`` (tab-separated ``query-id corpus-id score`` with a header row); gzipped
-    ``corpus.jsonl.gz`` / ``queries.jsonl.gz`` are read too. Only queries
-    judged in the split are kept. Judgments of unknown queries or documents are dropped with a warning.
-
-    Raises:
-        FileNotFoundError: a file of the layout is missing (the message names it).
-        ValueError: malformed lines, or nothing left to evaluate.
-    """
+def _collection_dir(path: str | Path) -> Path:
     root = Path(path)
     if not root.is_dir():
         raise FileNotFoundError(f"collection directory {root} does not exist; pass the folder that holds "
                                 "corpus.jsonl, queries.jsonl and qrels/")
-    hint = "a BEIR collection folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
+    return root
+
+
+def _beir_corpus_and_queries(root: Path, hint: str) -> tuple[dict[str, Document], dict[str, str]]:
+    """``corpus.jsonl`` (empty documents skipped with a warning) and ``queries.jsonl`` of a BEIR folder."""
     corpus: dict[str, Document] = {}
     cpath = _need_file(root / "corpus.jsonl", "corpus.jsonl", hint)
     for row in _read_jsonl(cpath):
@@ -178,6 +171,36 @@ def load_beir(path: str | Path, split: str = "test", *, name: str | None = None)
     qpath = _need_file(root / "queries.jsonl", "queries.jsonl", hint)
     queries = {str(_field(r, ("_id", "id", "query_id"), f"a line of {qpath}")):
                str(_field(r, ("text", "query"), f"a line of {qpath}")) for r in _read_jsonl(qpath)}
+    return corpus, queries
+
+
+def load_beir_unjudged(path: str | Path, *, name: str | None = None) -> Collection:
+    """Corpus and *all* queries of a BEIR-layout folder, without qrels (e.g. for teacher labelling).
+
+    Raises:
+        FileNotFoundError: the folder, ``corpus.jsonl`` or ``queries.jsonl`` is missing.
+    """
+    root = _collection_dir(path)
+    corpus, queries = _beir_corpus_and_queries(root, "a BEIR collection folder holds corpus.jsonl and "
+                                                     "queries.jsonl")
+    return Collection(name=name or root.name, corpus=corpus, queries=queries, qrels={})
+
+
+def load_beir(path: str | Path, split: str = "test", *, name: str | None = None) -> Collection:
+    """Load a collection in BEIR layout.
+
+    ``path/corpus.jsonl`` (``_id``, ``title``, ``text``), ``path/queries.jsonl`` (``_id``, ``text``) and
+    ``path/qrels/<split>.tsv`` (tab-separated ``query-id corpus-id score`` with a header row); gzipped
+    ``corpus.jsonl.gz`` / ``queries.jsonl.gz`` are read too. Only queries
+    judged in the split are kept. Judgments of unknown queries or documents are dropped with a warning.
+
+    Raises:
+        FileNotFoundError: a file of the layout is missing (the message names it).
+        ValueError: malformed lines, or nothing left to evaluate.
+    """
+    root = _collection_dir(path)
+    hint = "a BEIR collection folder holds corpus.jsonl, queries.jsonl and qrels/<split>.tsv"
+    corpus, queries = _beir_corpus_and_queries(root, hint)
     qrels_file = root / "qrels" / f"{split}.tsv"
     if not qrels_file.is_file():
         have = sorted(p.stem for p in (root / "qrels").glob("*.tsv")) if (root / "qrels").is_dir() else []

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from reasonrank.evaluation import (Collection, bm25_search, evaluate, load_beir, load_bright, read_trec_run,
+from reasonrank.evaluation import (Collection, bm25_search, evaluate, load_beir, load_beir_unjudged, load_bright,
+                                   read_trec_run,
                                    rerank_run, write_qrels, write_trec_run)
 from reasonrank.schema import Document
 
@@ -309,3 +310,15 @@ def test_dense_search_with_bundled_minilm() -> None:
     assert best == "d26" and score == pytest.approx(1.0, abs=1e-4)  # a document is its own nearest neighbour
     with pytest.raises(ValueError, match="k must be"):
         dense_search(col, str(minilm.get_model_path()), k=0)
+
+
+def test_load_beir_unjudged_keeps_every_query_without_qrels(tmp_path: Path) -> None:
+    (tmp_path / "corpus.jsonl").write_text((SAMPLE_BEIR / "corpus.jsonl").read_text() + '{"_id": "empty", "text": " "}\n')
+    (tmp_path / "queries.jsonl").write_text((SAMPLE_BEIR / "queries.jsonl").read_text())
+    col = load_beir_unjudged(tmp_path)
+    assert col.qrels == {} and "empty" not in col.corpus
+    assert set(col.queries) == {json.loads(x)["_id"] for x in _lines(SAMPLE_BEIR / "queries.jsonl")}
+    assert col.corpus.keys() == load_beir(SAMPLE_BEIR).corpus.keys()
+    (tmp_path / "queries.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match="queries.jsonl not found"):
+        load_beir_unjudged(tmp_path)

@@ -9,9 +9,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -266,18 +268,40 @@ def test_concurrency_bound_server_side(tiny_model_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- llama.cpp
-def _wait_ready(proc: subprocess.Popen, url: str, log: Path, limit_s: float = 180) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+@contextlib.contextmanager
+def _serve(name: str, cmd: list[str], port: int, log: Path, *, env: dict[str, str], limit_s: float = 180,
+           own_group: bool = False) -> Iterator[str]:
+    """Start a server process on 127.0.0.1:port, wait until ``/v1/models`` answers, yield its base URL, and
+    stop it by PID (terminate, then kill; with ``own_group`` also its process group's children)."""
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=own_group)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + limit_s
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} not ready after {limit_s}s:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url + "/models", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
         try:
-            with urllib.request.urlopen(url + "/models", timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"llama_cpp.server not ready after {limit_s}s:\n{log.read_text()[-3000:]}")
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=15)
+        if own_group:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # leftover engine children of this server only
+            except (ProcessLookupError, PermissionError):
+                pass
 
 
 @pytest.fixture(scope="module")
@@ -292,19 +316,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "2",
            "--verbose", "false"]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_ready(proc, url, log)
+    with _serve("llama_cpp.server", cmd, port, log, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
 
 
 LLAMA_OPTS = {"extra_body": {"repeat_penalty": 1.0}}  # llama.cpp defaults to 1.1; transformers runs without
@@ -440,31 +453,14 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory, smollm2_model_dir: Pat
     py = _vllm_python()
     if py is None:
         pytest.skip("no vllm venv: set REASONRANK_VLLM_PYTHON or build .venv-vllm (docs/backends.md, 'vLLM')")
-    import signal
-
     port = _free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     cmd = [py, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),
            "--model", str(smollm2_model_dir), "--served-model-name", "smollm2", "--max-model-len", "2048",
            "--dtype", "float32"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "HF_HUB_OFFLINE": "1"}
-    with open(log, "wb") as fh:  # own process group: the engine core is a child process
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        _wait_ready(proc, url, log, limit_s=600)
+    with _serve("vLLM OpenAI server", cmd, port, log, env=env, limit_s=600, own_group=True) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # leftover engine children of this server only
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 @pytest.mark.vllm

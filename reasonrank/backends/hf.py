@@ -102,9 +102,6 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         self.batch_size = batch_size
         self.device = _pick_device(self.torch, device)
         self.dtype = _pick_dtype(self.torch, self.device, dtype)
-        if self.device not in _DEVICE_LOGGED:
-            _DEVICE_LOGGED.add(self.device)
-            logger.info("reasonrank transformers backend on device=%s dtype=%s", self.device, self.dtype)
         self.generation_kwargs = dict(generation_kwargs or {})
         self.show_progress = show_progress
         if isinstance(model, str):
@@ -119,6 +116,9 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
             self.model_name = type(model).__name__
             self.tokenizer, self.model = tokenizer, model
             self.device, self.dtype = str(model.device), model.dtype
+        if self.device not in _DEVICE_LOGGED:  # after loading: a loaded model's own device is the one used
+            _DEVICE_LOGGED.add(self.device)
+            logger.info("reasonrank transformers backend on device=%s dtype=%s", self.device, self.dtype)
         self.model.eval()
         tok = self.tokenizer
         tok.padding_side = "left"

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reasonrank.evaluation import Collection, bm25_search, load_beir, load_bright
-from reasonrank.schema import Document
+from reasonrank.evaluation import Collection, bm25_search, load_beir, load_beir_unjudged, load_bright
 
 from .config import ConfigError, GenerateConfig
 from .data import Example, example_key, iter_jsonl
@@ -43,16 +42,6 @@ class GenerateStats:
     output: str
 
 
-def _read_plain_beir(root: Path) -> Collection:
-    """Corpus + queries of a BEIR folder without qrels (teacher labelling of unjudged pairs)."""
-    corpus: dict[str, Document] = {}
-    for _, row in iter_jsonl(root / "corpus.jsonl"):
-        did = str(row.get("_id", row.get("id")))
-        corpus[did] = Document(text=str(row.get("text", "")), id=did, title=row.get("title") or None)
-    queries = {str(r.get("_id", r.get("id"))): str(r["text"]) for _, r in iter_jsonl(root / "queries.jsonl")}
-    return Collection(name=root.name, corpus=corpus, queries=queries, qrels={})
-
-
 def load_collection(cfg: GenerateConfig) -> Collection:
     """The collection of a generate config (BEIR split or BRIGHT domain), cut to ``max_queries``."""
     root = Path(cfg.corpus or "")
@@ -63,7 +52,7 @@ def load_collection(cfg: GenerateConfig) -> Collection:
     elif cfg.source == "teacher":
         logger.info("no qrels/%s.tsv in %s: the teacher labels BM25/random candidates of every query",
                     cfg.split, root)
-        col = _read_plain_beir(root)
+        col = load_beir_unjudged(root)
     else:
         raise ConfigError(f"source: qrels needs {root}/qrels/{cfg.split}.tsv; set `split:` to an existing split "
                           "or use source: teacher")

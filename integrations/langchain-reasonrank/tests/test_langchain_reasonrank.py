@@ -22,11 +22,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_direct(tiny_model_dir) -> ReasoningReranker:
-    return ReasoningReranker(str(tiny_model_dir), mode="direct")
-
-
 def _base_retriever():
     store = InMemoryVectorStore(DeterministicFakeEmbedding(size=16))
     store.add_documents(

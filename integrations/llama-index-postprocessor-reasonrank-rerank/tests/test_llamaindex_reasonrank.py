@@ -29,11 +29,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_direct(tiny_model_dir) -> ReasoningReranker:
-    return ReasoningReranker(str(tiny_model_dir), mode="direct")
-
-
 def _engine(rerank: ReasoningRerank, callback_manager: CallbackManager | None = None):
     nodes = [TextNode(text=t, id_=f"n{i}") for i, t in enumerate(TEXTS)]
     index = VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))

@@ -24,11 +24,6 @@ TEXTS = [
 TYPE = "haystack_integrations.components.rankers.reasonrank.ranker.ReasoningRanker"
 
 
-@pytest.fixture(scope="module")
-def tiny_direct(tiny_model_dir) -> ReasoningReranker:
-    return ReasoningReranker(str(tiny_model_dir), mode="direct")
-
-
 def _pipeline(ranker: ReasoningRanker) -> Pipeline:
     store = InMemoryDocumentStore()
     store.write_documents([Document(content=t, meta={"title": f"doc {i}"}) for i, t in enumerate(TEXTS)])
