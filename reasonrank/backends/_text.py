@@ -19,6 +19,7 @@ __all__ = [
     "logsumexp",
     "per_label_logprobs",
     "render_prompt",
+    "tokenizer_control_strings",
     "truncate_text",
     "verdict_pattern",
     "verdict_reached",
@@ -36,6 +37,18 @@ def logsumexp(vals: Sequence[float]) -> float:
     if top == -math.inf:
         return -math.inf
     return top + math.log(sum(math.exp(v - top) for v in vals))
+
+
+def tokenizer_control_strings(tokenizer: Any) -> tuple[str, ...]:
+    """The special-token strings of a Hugging Face tokenizer (chat control tokens such as ``<|im_end|>``),
+    which :func:`reasonrank.safety.neutralize` breaks inside documents."""
+    if tokenizer is None:
+        return ()
+    names = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(added, "special", False):
+            names.add(str(added.content))
+    return tuple(sorted(n for n in names if len(n) > 1))
 
 
 def truncate_text(tokenizer: Any, text: str, max_tokens: int) -> tuple[str, bool]:

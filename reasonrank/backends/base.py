@@ -104,14 +104,9 @@ class Backend(ABC):
 
         The default reads them from a ``tokenizer`` attribute when the backend has one.
         """
-        tok = getattr(self, "tokenizer", None)
-        if tok is None:
-            return ()
-        names = set(getattr(tok, "all_special_tokens", []) or [])
-        for added in (getattr(tok, "added_tokens_decoder", None) or {}).values():
-            if getattr(added, "special", False):
-                names.add(str(added.content))
-        return tuple(sorted(n for n in names if len(n) > 1))
+        from ._text import tokenizer_control_strings
+
+        return tokenizer_control_strings(getattr(self, "tokenizer", None))
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release engine resources (optional)."""

@@ -1,4 +1,4 @@
-"""``reasonrank-train {generate,sft,grpo,score-learn,eval,export} --config FILE.yaml [--set key=value ...]``."""
+"""``reasonrank-train {synth,data,generate,sft,grpo,score-learn,eval,export} --config FILE.yaml [--set key=value ...]``."""
 
 from __future__ import annotations
 
@@ -18,6 +18,14 @@ logger = logging.getLogger(__name__)
 
 def run_stage(stage: str, cfg: Any) -> Any:
     """Run one stage with a built config; returns the stage's result (path, stats or metrics)."""
+    if stage == "synth":
+        from .teacher import run_synth
+
+        return run_synth(cfg)
+    if stage == "data":
+        from .databuild import run_data
+
+        return run_data(cfg)
     if stage == "generate":
         from .generate import run_generate
 

@@ -39,6 +39,8 @@ MODES = ("reasoning", "direct")
 
 # stage name (CLI) -> (YAML section, "module:Class"); classes are imported lazily (TRL is heavy).
 STAGES: dict[str, tuple[str, str]] = {
+    "synth": ("synth", "reasonrank_train.teacher:SynthConfig"),
+    "data": ("data", "reasonrank_train.databuild:DataConfig"),
     "generate": ("generate", "reasonrank_train.config:GenerateConfig"),
     "sft": ("sft", "reasonrank_train.sft:SFTRunConfig"),
     "grpo": ("grpo", "reasonrank_train.grpo:GRPORunConfig"),
@@ -143,7 +145,13 @@ class GenerateConfig:
     """``generate``: label (query, document) pairs of a local collection with a teacher LLM or with qrels."""
 
     corpus: str | None = _h("Collection folder: BEIR layout (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) or a "
-                            "local BRIGHT copy (collection_format: bright).", None)
+                            "local BRIGHT copy (collection_format: bright). Not needed with `pairs:`.", None)
+    pairs: str | None = _h("Gold-labelled examples (jsonl, e.g. train.jsonl of `reasonrank-train data`) for the "
+                           "teacher to explain, instead of a collection's candidates.", None)
+    pairs_queries: int | None = _h("With `pairs:`: explain this many queries (seeded sample; None: all).", None)
+    pairs_per_query: int = _h("With `pairs:`: documents per query (positives first, then the first negatives).", 2)
+    agree_only: bool = _h("source: teacher with gold labels: keep only the explanations whose teacher verdict "
+                          "equals the gold label.", False)
     output: str | None = _h("Output jsonl; appended to and resumed if it exists.", None)
     source: str = _h("'teacher' (an LLM writes explanation + label) or 'qrels' (gold labels, no explanation).",
                      "teacher")
@@ -167,10 +175,17 @@ class GenerateConfig:
     progress: bool = _h("Show a progress bar.", True)
 
     def __post_init__(self) -> None:
-        if not self.corpus:
+        if self.pairs:
+            if not Path(self.pairs).is_file():
+                raise ConfigError(f"pairs file {self.pairs} does not exist; build it with `reasonrank-train data`")
+            if self.source != "teacher":
+                raise ConfigError("`pairs:` are explained by a teacher: set source: teacher")
+            if self.pairs_per_query < 1:
+                raise ConfigError(f"pairs_per_query must be >= 1, got {self.pairs_per_query}")
+        elif not self.corpus:
             raise ConfigError("corpus is not set; set `corpus:` to a BEIR-layout folder (corpus.jsonl, "
-                              "queries.jsonl, qrels/<split>.tsv)")
-        if not Path(self.corpus).is_dir():
+                              "queries.jsonl, qrels/<split>.tsv), or `pairs:` to gold-labelled examples")
+        elif not Path(self.corpus).is_dir():
             raise ConfigError(f"corpus folder {self.corpus} does not exist; fix `corpus:`")
         if not self.output:
             raise ConfigError("output is not set; set `output:` to the jsonl file to write, e.g. runs/train.jsonl")

@@ -1,9 +1,8 @@
 """Training examples: the jsonl written by ``generate``, and the prompts/targets built from it.
 
-Prompts are built exactly as :class:`reasonrank.ReasoningReranker` builds them at inference: the core's
-templates (``REASONING_TEMPLATE`` / ``DIRECT_TEMPLATE``), the same document truncation and the same chat
-rendering (:func:`reasonrank.backends._text.render_prompt`), so a trained model speaks the format the
-reranker parses.
+Prompts are built by the one prompt builder of serving (:class:`reasonrank.prompting.PromptBuilder`: the
+same sanitising, truncation, template and chat rendering as :class:`reasonrank.ReasoningReranker`), so a
+trained model sees the token ids it is served and speaks the format the reranker parses.
 
 Example record::
 
@@ -21,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from reasonrank.backends import Prompt
-from reasonrank.backends._text import render_prompt, truncate_text
+from reasonrank.backends._text import render_prompt
+from reasonrank.prompting import PromptBuilder, TokenizerTextOps
 from reasonrank.schema import Document
 from reasonrank.templates import get_template
 
@@ -58,6 +57,9 @@ class Example:
     title: str | None = None
     explanation: str | None = None
     source: str = "teacher"
+    gold_label: int | None = None      # the gold judgment, kept next to a teacher's label
+    teacher_label: int | None = None   # the teacher's own verdict (a teacher record)
+    origin: str | None = None          # where the query came from (e.g. fanoutqa, teacher-bridge)
 
     @property
     def document(self) -> Document:
@@ -130,7 +132,8 @@ def read_examples(path: str | Path, *, labels: Sequence[int], clip_labels: bool 
         out.append(Example(qid=str(row["qid"]), docid=str(row["docid"]), query=str(row["query"]),
                            text=str(row["text"]), label=label, title=row.get("title") or None,
                            explanation=expl.strip() if isinstance(expl, str) else None,
-                           source=str(row.get("source", "teacher"))))
+                           source=str(row.get("source", "teacher")), gold_label=row.get("gold_label"),
+                           teacher_label=row.get("teacher_label"), origin=row.get("origin")))
         if max_examples and len(out) >= max_examples:
             break
     if not out:
@@ -138,12 +141,15 @@ def read_examples(path: str | Path, *, labels: Sequence[int], clip_labels: bool 
     return out
 
 
-def render_example(tokenizer: Any, ex: Example, *, mode: str, labels: Sequence[int], max_doc_tokens: int) -> str:
-    """The exact prompt text the reranker sends for this pair (chat template + assistant prefix)."""
-    tpl = get_template(None, mode)  # type: ignore[arg-type]
-    text, _ = truncate_text(tokenizer, ex.document.prompt_text, max_doc_tokens)
-    msgs = tpl.messages(query=ex.query, document=text, labels=labels)
-    return render_prompt(tokenizer, Prompt(messages=tuple(msgs), assistant_prefix=tpl.assistant_prefix))
+def render_example(tokenizer: Any, ex: Example, *, mode: str, labels: Sequence[int], max_doc_tokens: int,
+                   sanitize: bool = True) -> str:
+    """The exact prompt text the reranker sends for this pair (chat template + assistant prefix), built by
+    :class:`reasonrank.prompting.PromptBuilder` like the reranker's (``sanitize`` as the reranker's
+    ``sanitize_documents``, on by default in both)."""
+    builder = PromptBuilder(template=get_template(None, mode),  # type: ignore[arg-type]
+                            labels=tuple(labels), max_doc_tokens=max_doc_tokens, sanitize=sanitize)
+    ((prompt, _),) = builder.build(ex.query, [ex.document], TokenizerTextOps(tokenizer))
+    return render_prompt(tokenizer, prompt)
 
 
 def target_completion(ex: Example, *, mode: str) -> str:

@@ -8,6 +8,10 @@ or random documents) up to ``candidates_per_query``. Labels come from
   teacher's explanation and graded label are stored in the InteRank format;
 * ``source: qrels`` - the gold judgments (grades above the scale clipped to its top; unjudged negatives 0).
 
+With ``pairs:`` the teacher explains gold-labelled examples (``train.jsonl`` of ``reasonrank-train data``)
+instead; every record keeps ``gold_label`` and ``teacher_label``, and ``agree_only`` keeps only the
+explanations whose verdict agrees with the gold label (the rest go to ``<output>.rejected.jsonl``).
+
 The output jsonl is appended to query by query (flushed), so an interrupted run resumes where it stopped;
 pairs already in the file are skipped (deduplicated by query id + document id).
 """
@@ -17,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,8 @@ class GenerateStats:
     skipped_existing: int
     parse_failures: int
     output: str
+    disagreements: int = 0
+    seconds: float = 0.0
 
 
 def load_collection(cfg: GenerateConfig) -> Collection:
@@ -82,6 +89,11 @@ def _candidates(cfg: GenerateConfig, col: Collection) -> dict[str, list[str]]:
     return out
 
 
+def _rejects_path(out: Path) -> Path:
+    """Where teacher outputs that were not kept go (unparsed, or disagreeing with the gold label)."""
+    return out.with_name(out.stem + ".rejected.jsonl")
+
+
 def _existing(path: Path) -> set[str]:
     if not path.is_file():
         return set()
@@ -109,21 +121,58 @@ def _teacher(cfg: GenerateConfig) -> Any:
                              on_parse_error="fallback", **dict(cfg.teacher_options))
 
 
+def _pair_tasks(cfg: GenerateConfig) -> tuple[dict[str, str], dict[str, list[tuple[str, Example]]]]:
+    """Queries and (docid, gold example) lists to explain, from a gold-labelled ``pairs`` file."""
+    by_q: dict[str, list[Example]] = {}
+    for _, row in iter_jsonl(cfg.pairs or ""):
+        ex = Example(qid=str(row["qid"]), docid=str(row["docid"]), query=str(row["query"]), text=str(row["text"]),
+                     label=int(row["label"]), title=row.get("title") or None, source="gold",
+                     origin=row.get("origin") or row.get("source"))
+        by_q.setdefault(ex.qid, []).append(ex)
+    qids = sorted(by_q)
+    if cfg.pairs_queries is not None and cfg.pairs_queries < len(qids):
+        qids = sorted(random.Random(cfg.seed).sample(qids, cfg.pairs_queries))
+    tasks: dict[str, list[tuple[str, Example]]] = {}
+    for q in qids:
+        exs = sorted(by_q[q], key=lambda e: -e.label)  # positives first, then negatives in file order
+        tasks[q] = [(e.docid, e) for e in exs[:cfg.pairs_per_query]]
+    return {q: by_q[q][0].query for q in qids}, tasks
+
+
+def _collection_tasks(cfg: GenerateConfig) -> tuple[dict[str, str], dict[str, list[tuple[str, Example]]]]:
+    col = load_collection(cfg)
+    top = cfg.label_scale[-1]
+    tasks: dict[str, list[tuple[str, Example]]] = {}
+    for q, docs in _candidates(cfg, col).items():
+        judged = col.qrels.get(q, {})
+        row = []
+        for d in docs:
+            doc = col.corpus[d]
+            gold = min(max(int(judged[d]), 0), top) if d in judged else (0 if cfg.source == "qrels" else None)
+            row.append((d, Example(qid=q, docid=d, query=col.queries[q], text=doc.text, title=doc.title,
+                                   label=gold if gold is not None else 0, source="qrels", gold_label=gold)))
+        tasks[q] = row
+    return dict(col.queries), tasks
+
+
 def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
     """Write labelled pairs to ``cfg.output`` (resumable, deduplicated).
+
+    Every record keeps the gold label (``gold_label``) when one is known; a teacher record also keeps the
+    teacher's verdict (``teacher_label``) and its explanation. With ``agree_only`` a teacher record is kept
+    only when the two agree.
 
     Args:
         cfg: The generate config.
         teacher: A ready :class:`reasonrank.ReasoningReranker` in reasoning mode (default: built from
             ``teacher_model``/``teacher_backend``/``teacher_options``).
     """
-    col = load_collection(cfg)
+    queries, cands = _pair_tasks(cfg) if cfg.pairs else _collection_tasks(cfg)
     out = Path(cfg.output or "")
     out.parent.mkdir(parents=True, exist_ok=True)
     _repair_tail(out)
-    done = _existing(out)
-    cands = _candidates(cfg, col)
-    todo = {q: [d for d in docs if example_key(q, d) not in done] for q, docs in cands.items()}
+    done = _existing(out) | _existing(_rejects_path(out))
+    todo = {q: [(d, ex) for d, ex in docs if example_key(q, d) not in done] for q, docs in cands.items()}
     skipped = sum(len(docs) for docs in cands.values()) - sum(len(docs) for docs in todo.values())
     if skipped:
         logger.info("resuming: %d pairs already in %s are skipped", skipped, out)
@@ -131,40 +180,45 @@ def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
     own_teacher = teacher is None and cfg.source == "teacher" and bool(todo)
     if own_teacher:
         teacher = _teacher(cfg)
-    top = cfg.label_scale[-1]
-    written = failures = 0
+    written = failures = disagreements = 0
+    started = time.time()
     from tqdm.auto import tqdm
 
     try:
-        with out.open("a", encoding="utf-8") as fh, \
+        with out.open("a", encoding="utf-8") as fh, _rejects_path(out).open("a", encoding="utf-8") as rej, \
                 tqdm(total=len(todo), desc=f"generate ({cfg.source})", disable=not cfg.progress) as bar:
             for q, docs in todo.items():
-                query = col.queries[q]
                 records: list[Example] = []
+                rejected: list[Example] = []
                 if cfg.source == "qrels":
-                    judged = col.qrels.get(q, {})
-                    for d in docs:
-                        doc = col.corpus[d]
-                        label = min(max(int(judged.get(d, 0)), 0), top)
-                        records.append(Example(qid=q, docid=d, query=query, text=doc.text, title=doc.title,
-                                               label=label, source="qrels"))
+                    records = [ex for _, ex in docs]
                 else:
-                    results = teacher.score(query, [col.corpus[d] for d in docs])
-                    for d, r in zip(docs, results):
-                        if not r.parse_ok or not (r.explanation or "").strip():
+                    results = teacher.score(queries[q], [ex.document for _, ex in docs])
+                    for (d, gold), r in zip(docs, results):
+                        ex = replace(gold, label=int(r.label), explanation=(r.explanation or "").strip() or None,
+                                     source="teacher", teacher_label=int(r.label))
+                        if not r.parse_ok or not ex.explanation:
                             failures += 1
-                            if not cfg.keep_failures or not (r.explanation or "").strip():
+                            if not cfg.keep_failures or not ex.explanation:
+                                rejected.append(ex)
                                 continue
-                        doc = col.corpus[d]
-                        records.append(Example(qid=q, docid=d, query=query, text=doc.text, title=doc.title,
-                                               label=int(r.label), explanation=r.explanation or None,
-                                               source="teacher"))
+                        if cfg.agree_only and gold.gold_label is not None and ex.teacher_label != gold.gold_label:
+                            disagreements += 1
+                            rejected.append(ex)
+                            continue
+                        records.append(ex)
                 for ex in records:
                     fh.write(ex.to_json() + "\n")
+                for ex in rejected:  # kept aside so that a resumed run does not ask the teacher again
+                    rej.write(ex.to_json() + "\n")
                 fh.flush()
+                rej.flush()
                 written += len(records)
                 bar.update(1)
-                bar.set_postfix(written=written, failures=failures)
+                bar.set_postfix(written=written, failures=failures, disagreements=disagreements)
+                if cfg.progress and bar.n % 10 == 0:
+                    logger.info("generate: %d/%d queries, %d written, %d unparsed, %d disagreeing (%.0f s)",
+                                bar.n, len(todo), written, failures, disagreements, time.time() - started)
     finally:
         if own_teacher:
             teacher.close()
@@ -172,6 +226,6 @@ def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
         logger.warning("%d teacher outputs had no valid verdict and were %s", failures,
                        "kept (label from probabilities)" if cfg.keep_failures else "skipped")
     stats = GenerateStats(queries=len(todo), written=written, skipped_existing=skipped, parse_failures=failures,
-                          output=str(out))
+                          output=str(out), disagreements=disagreements, seconds=round(time.time() - started, 1))
     logger.info("generate: %s", json.dumps(stats.__dict__))
     return stats
