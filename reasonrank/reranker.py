@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
 from .backends.base import FailedLabels
+from .fusion import fuse_scores
 from .models import DEFAULT_MODEL, META_FILE, read_model_meta
 from .parsing import ParseError, expected_score, label_distribution, parse_judgment, validate_labels
 from .prompting import PromptBuilder
@@ -55,6 +56,11 @@ class ReasoningReranker:
         sanitize_documents: Mask verdict-like text (``Relevance: 2``) and break chat control strings
             (``<|im_end|>``) inside documents before they reach the prompt (prompt-injection defence, see
             :mod:`reasonrank.safety`); results keep the original text.
+        fusion_weight: Score fusion (off when None): ``score = (1 - w) * model score + w * first-stage score``
+            (min-max normalised over the candidates), for documents that carry a first-stage score
+            (``Document.first_stage_score`` or a dict's ``"score"``); tune ``w`` on a dev fold
+            (:func:`reasonrank.fusion.tune_fusion_weight`). Results keep ``model_score`` and
+            ``first_stage_score``.
         device: Device for local backends (auto-detected when None).
         dtype: Model dtype for local backends (auto when None).
         **backend_options: Passed to the backend (e.g. ``trust_remote_code``, ``base_url``).
@@ -70,7 +76,8 @@ class ReasoningReranker:
                  template: str | Path | PromptTemplate | dict[str, Any] | None = None,
                  max_doc_tokens: int = 1024, max_new_tokens: int = 256, batch_size: int = 8,
                  on_parse_error: OnParseError = "fallback", sanitize_documents: bool = True,
-                 device: str | None = None, dtype: Any = None, **backend_options: Any) -> None:
+                 fusion_weight: float | None = None, device: str | None = None, dtype: Any = None,
+                 **backend_options: Any) -> None:
         meta = read_model_meta(model) if isinstance(model, str) and not isinstance(backend, Backend) else {}
         if meta:
             logger.info("%s/%s: defaults mode=%s label_scale=%s template=%s", model, META_FILE, meta.get("mode"),
@@ -83,6 +90,10 @@ class ReasoningReranker:
             template = meta["template"]
         if mode not in ("reasoning", "direct"):
             raise ValueError(f"mode must be 'reasoning' or 'direct', got {mode!r}")
+        if fusion_weight is not None and (isinstance(fusion_weight, bool) or
+                                          not isinstance(fusion_weight, (int, float)) or not 0 <= fusion_weight <= 1):
+            raise ValueError(f"fusion_weight must be a number in [0, 1] or None, got {fusion_weight!r}")
+        self.fusion_weight = None if fusion_weight is None else float(fusion_weight)
         if on_parse_error not in ("fallback", "raise"):
             raise ValueError(f"on_parse_error must be 'fallback' or 'raise', got {on_parse_error!r}")
         for name, val in (("max_doc_tokens", max_doc_tokens), ("max_new_tokens", max_new_tokens),
@@ -217,6 +228,12 @@ class ReasoningReranker:
         documents = self._validate(query, docs)
         if not documents:
             return []
+        if self.fusion_weight is not None:
+            missing = [i for i, d in enumerate(documents) if d.first_stage_score is None]
+            if missing:
+                raise ValueError(f"docs[{missing[0]}] has no first-stage score, which fusion_weight needs: give "
+                                 "every document one (Document(first_stage_score=...) or a dict key 'score'), or "
+                                 "construct the reranker without fusion_weight")
         cut = self.prompts.document_texts(documents, self.backend)
         n_trunc = sum(t for _, t in cut)
         if n_trunc:
@@ -234,13 +251,17 @@ class ReasoningReranker:
         self.stats.truncated += n_trunc
         results = []
         labels = self.labels
+        model_scores = [expected_score(probs, labels) for probs, _, _, _ in rows]
+        scores = model_scores if self.fusion_weight is None else \
+            fuse_scores(model_scores, [float(d.first_stage_score or 0.0) for d in documents], self.fusion_weight)
         for i, (doc, (_, was_cut), (probs, parsed, expl, ok)) in enumerate(zip(documents, cut, rows)):
             label = parsed if parsed is not None else labels[max(range(len(probs)), key=lambda k: (probs[k], -k))]
+            failed = i in errors
             results.append(RerankResult(
-                index=i, id=doc.id, text=doc.text, score=expected_score(probs, labels), label=label,
+                index=i, id=doc.id, text=doc.text, score=0.0 if failed else scores[i], label=label,
                 label_probs=probs, explanation=expl, raw_output=(self.template.assistant_prefix + gens[i].text)
-                if gens and i not in errors else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
-                error=errors.get(i)))
+                if gens and not failed else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
+                error=errors.get(i), model_score=model_scores[i], first_stage_score=doc.first_stage_score))
         return results
 
     def _failed_row(self) -> _Row:

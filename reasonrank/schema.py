@@ -19,12 +19,15 @@ class Document:
         id: Optional caller identifier, carried through to the result.
         title: Optional title, shown to the model above the text.
         metadata: Arbitrary caller data, carried through untouched.
+        first_stage_score: The retriever's score of this candidate (optional), used by score fusion
+            (``ReasoningReranker(fusion_weight=...)``) and carried through to the result.
     """
 
     text: str
     id: str | None = None
     title: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    first_stage_score: float | None = None
 
     @property
     def prompt_text(self) -> str:
@@ -39,8 +42,8 @@ _ID_KEYS = ("id", "_id", "doc_id", "docid")
 
 
 def to_documents(docs: object) -> list[Document]:
-    """Normalise strings, dicts (``text``/``content``, ``id``/``_id``, ``title``, ``metadata``) and
-    :class:`Document` objects into a list of :class:`Document`.
+    """Normalise strings, dicts (``text``/``content``, ``id``/``_id``, ``title``, ``metadata``, a first-stage
+    ``score``/``first_stage_score``) and :class:`Document` objects into a list of :class:`Document`.
 
     Raises:
         TypeError: ``docs`` is not a list/tuple, or an element is None / of an unsupported type /
@@ -76,8 +79,12 @@ def to_documents(docs: object) -> list[Document]:
             meta = d.get("metadata") or {}
             if not isinstance(meta, Mapping):
                 raise TypeError(f"docs[{i}]['metadata'] must be a mapping, got {type(meta).__name__}")
+            fs = d.get("first_stage_score", d.get("score"))
+            if fs is not None and (isinstance(fs, bool) or not isinstance(fs, (int, float))):
+                raise TypeError(f"docs[{i}] first-stage score must be a number, got {type(fs).__name__}")
             doc = Document(text=text, id=None if id_key is None else str(d[id_key]),
-                           title=str(title) if title else None, metadata=dict(meta))
+                           title=str(title) if title else None, metadata=dict(meta),
+                           first_stage_score=None if fs is None else float(fs))
         elif d is None:
             raise TypeError(f"docs[{i}] is None; pass a string, a dict with 'text', or a Document "
                             "(filter out missing documents before reranking)")
@@ -111,6 +118,8 @@ class RerankResult:
         metadata: The document's metadata, carried through.
         error: Why the backend failed on this document (backends with ``on_error="report"``), else None.
             Such a result has score 0, all-zero ``label_probs`` and ranks after every judged document.
+        model_score: The reranker's own score (equal to ``score`` unless score fusion is on).
+        first_stage_score: The document's first-stage score, when it had one.
     """
 
     index: int
@@ -126,6 +135,8 @@ class RerankResult:
     rank: int | None = None
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     error: str | None = None
+    model_score: float | None = None
+    first_stage_score: float | None = None
 
 
 @dataclass

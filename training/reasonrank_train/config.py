@@ -214,11 +214,25 @@ class ScoreLearnConfig(ModelFields, LoraFields):
     """``score-learn`` (ProRank stage 2): fine-grained scores from label-token logits, no new layers."""
 
     output_dir: str | None = _h("Where the trained model is saved.", None)
-    loss: str = _h("'listwise' (ListNet over a query's candidate list) or 'pointwise' (squared error of the "
-                   "expected score against the graded label).", "listwise")
+    loss: str = _h("'group' (softmax CE over a positive and its negatives on the label-logit margin, plus "
+                   "BCE), 'listwise' (ListNet over a query's candidate list) or 'pointwise' (squared error of "
+                   "the expected score against the graded label).", "group")
+    group_size: int = _h("loss: group - documents per group: one positive and group_size - 1 negatives.", 5)
+    bce_weight: float = _h("loss: group - weight of the pointwise BCE term on the label-logit margin.", 1.0)
+    warmup_ratio: float = _h("Linear warm-up over this fraction of the steps, then linear decay.", 0.05)
+    eval_collection: str | None = _h("Dev fold (BEIR folder) for model selection; None: keep the last step.", None)
+    eval_split: str = _h("qrels split of the dev fold.", "dev")
+    eval_first_stage: str | None = _h("TREC run to rerank on the dev fold (e.g. runs/dense.trec of the data "
+                                      "builder).", None)
+    eval_depth: int = _h("Dev: rerank depth.", 20)
+    eval_max_queries: int | None = _h("Dev: evaluate this many queries (seeded sample; None: all).", None)
+    eval_steps: int = _h("Dev: evaluate every this many steps (and at the end).", 200)
+    eval_batch_size: int = _h("Dev: documents per forward pass.", 16)
+    patience: int = _h("Stop after this many dev evaluations without improvement (0: never).", 0)
     list_size: int = _h("Documents per candidate list (longer lists are split, shorter kept).", 8)
     lists_per_step: int = _h("Candidate lists per optimizer step.", 1)
-    temperature: float = _h("Listwise softmax temperature over expected scores (in [0, 1]).", 0.1)
+    temperature: float = _h("Softmax temperature: over margins (group; 1.0 is a good start) or expected scores "
+                            "(listwise; e.g. 0.1).", 1.0)
     learning_rate: float = _h("AdamW learning rate.", 1e-5)
     weight_decay: float = _h("AdamW weight decay.", 0.0)
     max_grad_norm: float = _h("Gradient clipping norm.", 1.0)
@@ -242,8 +256,17 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                               "'direct'; remove `mode:` from the score_learn section")
         if not self.output_dir:
             raise ConfigError("output_dir is not set; set `output_dir:` for the trained model")
-        if self.loss not in ("listwise", "pointwise"):
-            raise ConfigError(f"loss must be 'listwise' or 'pointwise', got {self.loss!r}")
+        if self.loss not in ("group", "listwise", "pointwise"):
+            raise ConfigError(f"loss must be 'group', 'listwise' or 'pointwise', got {self.loss!r}")
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be >= 2 (a positive and at least one negative), got {self.group_size}")
+        if self.eval_collection:
+            if not Path(self.eval_collection).is_dir():
+                raise ConfigError(f"eval_collection {self.eval_collection} does not exist; build it with "
+                                  "`reasonrank-train data` or set eval_collection: null")
+            if not self.eval_first_stage or not Path(self.eval_first_stage).is_file():
+                raise ConfigError("eval_collection needs `eval_first_stage:` (a TREC run file, e.g. "
+                                  "data/built/fanout-vital-dev/runs/dense.trec)")
         if self.list_size < 2:
             raise ConfigError(f"list_size must be >= 2 (a list ranks documents against each other), got {self.list_size}")
         if self.temperature <= 0:

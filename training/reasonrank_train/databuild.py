@@ -12,6 +12,8 @@ Outputs (``out_dir``):
 * ``train.jsonl``: training examples (``reasonrank_train.data.Example`` records, gold labels on a binary
   scale: 1 for a judged positive, 0 for a mined or random negative), each query with its positives and at
   least ``min_negatives`` negatives;
+* ``<dev collection>/runs/{bm25,dense,union}.trec``: the first stages to rerank (union: reciprocal-rank
+  fusion of BM25 and dense);
 * ``stats.json``: the counts the datasheet reports.
 
 Negatives per query: BM25 and dense (all-MiniLM-L6-v2) hard negatives taken from ranks
@@ -45,6 +47,7 @@ from .sources import (
 
 __all__ = [
     "DataConfig",
+    "rrf_union",
     "Split",
     "linked_pairs",
     "make_split",
@@ -162,6 +165,7 @@ class DataConfig:
     hard_negatives: int = _h("Hard negatives per query from each of BM25 and dense.", 3)
     random_negatives: int = _h("Random negatives per query.", 1)
     min_negatives: int = _h("Queries with fewer negatives than this are dropped.", 4)
+    dev_depth: int = _h("Depth of the first-stage runs written for the dev collections (runs/*.trec).", 100)
 
     def __post_init__(self) -> None:
         if not self.out_dir:
@@ -218,12 +222,32 @@ def _write_beir(root: Path, corpus: Mapping[str, Document], queries: Mapping[str
                 fh.write(f"{q}\t{d}\t{qrels[q][d]}\n")
 
 
-def _first_stage(corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int,
-                 dense_model: str) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+def _first_stage(corpus: Mapping[str, Document], queries: Mapping[str, str], depth: int, dense_model: str,
+                 excluded: Mapping[str, frozenset[str]]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """BM25 and dense runs of one corpus (encoded once) for training and dev queries together; ``excluded``
+    keeps the dev pages out of every training query's results."""
     from reasonrank.evaluation import Collection, bm25_search, dense_search
 
-    col = Collection(name="mining", corpus=corpus, queries=queries, qrels={})
+    col = Collection(name="first-stage", corpus=corpus, queries=queries, qrels={}, excluded=excluded)
     return bm25_search(col, k=depth), dense_search(col, dense_model, k=depth, batch_size=64)
+
+
+def rrf_union(runs: Iterable[Mapping[str, Mapping[str, float]]], *, k: int = 60,
+              depth: int = 100) -> dict[str, dict[str, float]]:
+    """Union of first-stage runs ordered by reciprocal-rank fusion (``sum 1 / (k + rank)``).
+
+    Example:
+        >>> u = rrf_union([{"q": {"a": 2.0, "b": 1.0}}, {"q": {"c": 0.9, "a": 0.5}}], depth=3)
+        >>> sorted(u["q"], key=lambda d: -u["q"][d])
+        ['a', 'c', 'b']
+    """
+    out: dict[str, dict[str, float]] = {}
+    for run in runs:
+        for q, docs in run.items():
+            acc = out.setdefault(q, {})
+            for rank, d in enumerate(sorted(docs, key=lambda x: -docs[x]), 1):
+                acc[d] = acc.get(d, 0.0) + 1.0 / (k + rank)
+    return {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:depth]) for q, docs in out.items()}
 
 
 def _read_teacher_queries(path: str | Path, allowed: Mapping[str, Document]) -> list[_Query]:
@@ -290,12 +314,23 @@ def run_data(cfg: DataConfig) -> dict[str, Any]:
                 for d in described[:cfg.description_queries]]
     if cfg.teacher_queries:
         filtered += _read_teacher_queries(cfg.teacher_queries, train_docs)
-    # round-trip filter and mining share one first-stage pass per corpus
-    kept: list[_Query] = []
+    # one first-stage pass per corpus serves dev runs, the round-trip filter and mining
     runs: dict[str, tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]] = {}
-    for name, corpus in (("wiki", train_docs), ("faq", train_faq)):
-        qs = {q.qid: q.text for q in queries + filtered if q.corpus == name}
-        runs[name] = _first_stage(corpus, qs, max(cfg.mine_depth, cfg.round_trip_k), dense)
+    dev_queries = {"wiki": fq, "faq": {qid: qu for qid, qu, _ in split.faq_dev}}
+    dev_out = {"wiki": out / "fanout-vital-dev", "faq": out / "python-faq-dev"}
+    for name, corpus, hidden in (("wiki", docs, split.dev_pages),
+                                 ("faq", faq_docs, frozenset(qid for qid, _, _ in split.faq_dev))):
+        train_qs = {q.qid: q.text for q in queries + filtered if q.corpus == name}
+        excluded = {q: frozenset(hidden) for q in train_qs}
+        depth = max(cfg.mine_depth, cfg.round_trip_k, cfg.dev_depth)
+        runs[name] = _first_stage(corpus, {**train_qs, **dev_queries[name]}, depth, dense, excluded)
+        from reasonrank.evaluation import write_trec_run
+
+        bm, de = ({q: r[q] for q in dev_queries[name] if q in r} for r in runs[name])
+        for tag, run in (("bm25", bm), ("dense", de), ("union", rrf_union([bm, de], depth=cfg.dev_depth))):
+            write_trec_run({q: dict(sorted(d.items(), key=lambda kv: -kv[1])[:cfg.dev_depth])
+                            for q, d in run.items()}, dev_out[name] / "runs" / f"{tag}.trec", tag=tag)
+    kept: list[_Query] = []
     rt: dict[str, list[int]] = {}
     for q in filtered:
         ok = round_trip_keep(q.positives, [runs["wiki"][0].get(q.qid, {}), runs["wiki"][1].get(q.qid, {})],

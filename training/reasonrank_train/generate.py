@@ -127,15 +127,18 @@ def _pair_tasks(cfg: GenerateConfig) -> tuple[dict[str, str], dict[str, list[tup
     for _, row in iter_jsonl(cfg.pairs or ""):
         ex = Example(qid=str(row["qid"]), docid=str(row["docid"]), query=str(row["query"]), text=str(row["text"]),
                      label=int(row["label"]), title=row.get("title") or None, source="gold",
-                     origin=row.get("origin") or row.get("source"))
+                     gold_label=int(row["label"]), origin=row.get("origin") or row.get("source"))
         by_q.setdefault(ex.qid, []).append(ex)
     qids = sorted(by_q)
     if cfg.pairs_queries is not None and cfg.pairs_queries < len(qids):
-        qids = sorted(random.Random(cfg.seed).sample(qids, cfg.pairs_queries))
+        random.Random(cfg.seed).shuffle(qids)  # a larger pairs_queries later extends the same sample
+        qids = sorted(qids[:cfg.pairs_queries])
     tasks: dict[str, list[tuple[str, Example]]] = {}
     for q in qids:
-        exs = sorted(by_q[q], key=lambda e: -e.label)  # positives first, then negatives in file order
-        tasks[q] = [(e.docid, e) for e in exs[:cfg.pairs_per_query]]
+        pos = [e for e in by_q[q] if e.label > 0]
+        neg = [e for e in by_q[q] if e.label <= 0]  # in file order: the hardest mined negatives first
+        mixed = [e for pair in zip(pos, neg) for e in pair] + pos[len(neg):] + neg[len(pos):]
+        tasks[q] = [(e.docid, e) for e in mixed[:cfg.pairs_per_query]]  # a positive, a negative, ...
     return {q: by_q[q][0].query for q in qids}, tasks
 
 

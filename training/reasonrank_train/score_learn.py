@@ -6,8 +6,15 @@ log-probabilities of the label tokens (:func:`reasonrank.backends._text.label_to
 the scale and the score is the expected label / top label - the same number the reranker returns. Losses
 over a query's candidate list:
 
+* ``group`` (default) - one query's group (a positive and ``group_size - 1`` negatives; a group never lacks
+  a positive): softmax cross-entropy over the group on the label-logit margin ``m = log p(top) - log
+  p(bottom)``, plus ``bce_weight`` x binary cross-entropy of ``sigmoid(m)`` against the gold label (the
+  ProRank / mxbai-rerank-v2 recipe: a ranking loss and a calibrated pointwise one on the same logits);
 * ``listwise`` - ListNet: cross-entropy between ``softmax(gold / top / T)`` and ``softmax(score / T)``;
 * ``pointwise`` - squared error between the score and ``gold / top``.
+
+With ``eval_collection`` set, the model is scored on the dev fold every ``eval_steps`` steps (nDCG@10 of
+reranking a first-stage run) and the best checkpoint is the one saved; ``patience`` stops early.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from .config import ScoreLearnConfig
 from .data import Example, candidate_lists, read_examples, render_example
 from .modeling import load_model, load_tokenizer, lora_config, write_meta
 
-__all__ = ["expected_scores", "listwise_loss", "pointwise_loss", "run_score_learn"]
+__all__ = ["expected_scores", "group_loss", "label_margin", "listwise_loss", "pointwise_loss", "positive_groups",
+           "run_score_learn"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +67,68 @@ def pointwise_loss(scores: Any, gold: Any) -> Any:
     return ((scores - gold) ** 2).mean()
 
 
+def group_loss(margins: Any, gold: Any, *, temperature: float = 1.0, bce_weight: float = 1.0) -> Any:
+    """Softmax cross-entropy over one group's label-logit margins (gold > 0 is the target set) plus
+    ``bce_weight`` x BCE of each margin against ``gold > 0``.
+
+    Example:
+        >>> import torch
+        >>> gold = torch.tensor([1.0, 0.0, 0.0])
+        >>> good = group_loss(torch.tensor([3.0, -2.0, -1.0]), gold)
+        >>> bad = group_loss(torch.tensor([-2.0, 3.0, 1.0]), gold)
+        >>> bool(good < bad)
+        True
+    """
+    torch = require("torch", "train")
+    pos = (gold > 0).float()
+    if not bool(pos.any()):
+        raise ValueError("a score-learning group has no positive; build groups with positive_groups()")
+    logp = torch.log_softmax(margins / temperature, dim=-1)
+    ce = -(torch.logsumexp(logp.masked_fill(pos == 0, float("-inf")), dim=-1))
+    if bce_weight:
+        ce = ce + bce_weight * torch.nn.functional.binary_cross_entropy_with_logits(margins, pos)
+    return ce
+
+
+def label_margin(label_logprobs: Any) -> Any:
+    """``[n, len(labels)]`` log-probabilities -> ``log p(top label) - log p(bottom label)`` per row.
+
+    Example:
+        >>> import torch
+        >>> [round(x, 4) for x in label_margin(torch.log(torch.tensor([[0.2, 0.8]]))).tolist()]
+        [1.3863]
+    """
+    return label_logprobs[:, -1] - label_logprobs[:, 0]
+
+
+def positive_groups(examples: Sequence[Example], *, group_size: int, seed: int = 0) -> list[list[Example]]:
+    """One group per positive: the positive and ``group_size - 1`` negatives of its query (seeded sample).
+
+    Queries without a positive or without a negative give no group.
+
+    Example:
+        >>> exs = [Example("q", "p", "q", "t", 1)] + [Example("q", f"n{i}", "q", "t", 0) for i in range(5)]
+        >>> exs.append(Example("q2", "n", "q2", "t", 0))  # no positive: no group
+        >>> [[e.label for e in g] for g in positive_groups(exs, group_size=3)]
+        [[1, 0, 0]]
+    """
+    import random
+
+    by_q: dict[str, list[Example]] = {}
+    for ex in examples:
+        by_q.setdefault(ex.qid, []).append(ex)
+    rng = random.Random(seed)
+    out = []
+    for q in sorted(by_q):
+        pos = [e for e in by_q[q] if e.label > 0]
+        neg = [e for e in by_q[q] if e.label <= 0]
+        if not neg:
+            continue
+        for p in pos:
+            out.append([p, *rng.sample(neg, min(len(neg), group_size - 1))])
+    return out
+
+
 def expected_scores(label_logprobs: Any, labels: Sequence[int]) -> Any:
     """``[n, len(labels)]`` log-probabilities -> expected label / top label per row (renormalised).
 
@@ -76,8 +146,9 @@ def expected_scores(label_logprobs: Any, labels: Sequence[int]) -> Any:
 class _Scorer:
     """Differentiable label-token scoring of direct prompts (same inputs as the transformers backend)."""
 
-    def __init__(self, model: Any, tok: Any, labels: Sequence[int], device: str) -> None:
+    def __init__(self, model: Any, tok: Any, labels: Sequence[int], device: str, autocast: bool = False) -> None:
         self.torch = require("torch", "train")
+        self.autocast = autocast
         self.model, self.tok, self.labels, self.device = model, tok, tuple(labels), device
         spacer, cands = label_tokens(tok, LabelSpec(labels=self.labels, marker=DIRECT_TEMPLATE.marker))
         self.spacer = spacer
@@ -87,13 +158,17 @@ class _Scorer:
     def encode(self, prompt: str) -> list[int]:
         return self.tok(prompt.rstrip(" "), add_special_tokens=False)["input_ids"] + self.spacer
 
-    def __call__(self, seqs: list[list[int]]) -> Any:
+    def label_logprobs(self, seqs: list[list[int]]) -> Any:
+        """``[n, len(labels)]`` label log-probabilities at the label position (fp32)."""
         torch = self.torch
         enc = left_pad(torch, seqs, self.pad_id, self.device)
-        logits = self.model(**enc, use_cache=False).logits[:, -1, :]
-        logp = torch.log_softmax(logits.float(), dim=-1)
-        per_label = torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in self.groups], dim=-1)
-        return expected_scores(per_label, self.labels)
+        with torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.autocast):
+            hidden = self.model(**enc, use_cache=False, output_hidden_states=False, logits_to_keep=1).logits
+        logp = torch.log_softmax(hidden[:, -1, :].float(), dim=-1)
+        return torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in self.groups], dim=-1)
+
+    def __call__(self, seqs: list[list[int]]) -> Any:
+        return expected_scores(self.label_logprobs(seqs), self.labels)
 
 
 def _device(cfg: ScoreLearnConfig, torch: Any) -> str:
@@ -101,23 +176,90 @@ def _device(cfg: ScoreLearnConfig, torch: Any) -> str:
 
 
 def _dtype(cfg: ScoreLearnConfig, torch: Any, device: str) -> Any:
-    if cfg.dtype == "auto":
+    if cfg.dtype == "auto":  # fp32 master weights; bf16 compute comes from autocast (see _autocast)
         return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     return getattr(torch, cfg.dtype)
 
 
+def _autocast(cfg: ScoreLearnConfig, device: str) -> bool:
+    """bf16 autocast over fp32 weights on CPUs with native bf16 (about 1.7x faster than fp32 there)."""
+    if cfg.dtype != "auto" or device != "cpu":
+        return False
+    from reasonrank.backends.hf import cpu_has_bf16
+
+    return cpu_has_bf16()
+
+
+class _DevEval:
+    """nDCG@10 on the dev fold: rerank the top ``depth`` of a first-stage run with the model being trained."""
+
+    def __init__(self, cfg: ScoreLearnConfig, tok: Any) -> None:
+        from reasonrank.evaluation import load_beir, read_trec_run
+
+        col = load_beir(cfg.eval_collection or "", cfg.eval_split)
+        run = read_trec_run(cfg.eval_first_stage or "")
+        qids = sorted(q for q in col.queries if q in run)
+        if cfg.eval_max_queries:
+            import random
+
+            qids = sorted(random.Random(cfg.seed).sample(qids, min(len(qids), cfg.eval_max_queries)))
+        self.col, self.first = col, {q: run[q] for q in qids}
+        self.seqs: dict[str, tuple[list[str], list[list[int]]]] = {}
+        self.encode = None
+        self.tok, self.cfg = tok, cfg
+
+    def __call__(self, scorer: _Scorer) -> tuple[float, float]:
+        from reasonrank.evaluation import evaluate
+
+        torch, cfg = scorer.torch, self.cfg
+        if not self.seqs:
+            for q, docs in self.first.items():
+                head = sorted(docs, key=lambda d: -docs[d])[:cfg.eval_depth]
+                exs = [Example(q, d, self.col.queries[q], self.col.corpus[d].text, 0, title=self.col.corpus[d].title)
+                       for d in head]
+                self.seqs[q] = (head, [scorer.encode(render_example(self.tok, ex, mode="direct",
+                                                                   labels=cfg.label_scale,
+                                                                   max_doc_tokens=cfg.max_doc_tokens)) for ex in exs])
+        run: dict[str, dict[str, float]] = {}
+        was_training = scorer.model.training
+        scorer.model.eval()
+        with torch.inference_mode():
+            for q, (head, seqs) in self.seqs.items():
+                scores: list[float] = []
+                for i in range(0, len(seqs), cfg.eval_batch_size):
+                    scores += scorer(seqs[i:i + cfg.eval_batch_size]).float().tolist()
+                run[q] = {d: sc - 1e-9 * k for k, (d, sc) in enumerate(zip(head, scores))}
+        if was_training:
+            scorer.model.train()
+        qrels = {q: self.col.qrels[q] for q in run}
+        base = evaluate(qrels, {q: dict(self.first[q]) for q in run}, ["nDCG@10"])[0]["nDCG@10"]
+        return evaluate(qrels, run, ["nDCG@10"])[0]["nDCG@10"], base
+
+
+def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example]]:
+    if cfg.loss == "group":
+        groups = positive_groups(examples, group_size=cfg.group_size, seed=cfg.seed)
+        if not groups:
+            raise ValueError(f"{cfg.train_file} has no query with a positive and a negative; group score learning "
+                             "needs both (build data with `reasonrank-train data`)")
+        return groups
+    lists = candidate_lists(examples, list_size=cfg.list_size, seed=cfg.seed)
+    if not lists:
+        raise ValueError(f"{cfg.train_file} has no query with two or more documents; score learning ranks a "
+                         "query's candidates against each other: generate with candidates_per_query >= 2")
+    return lists
+
+
 def run_score_learn(cfg: ScoreLearnConfig) -> Path:
-    """Train on candidate lists and save the full model (LoRA merged) + tokenizer + ``reasonrank.json``."""
+    """Train on query groups and save the full model (LoRA merged) + tokenizer + ``reasonrank.json``; with a
+    dev fold, the best checkpoint by dev nDCG@10."""
     torch = require("torch", "train")
     torch.manual_seed(cfg.seed)
     device = _device(cfg, torch)
     tok = load_tokenizer(cfg.model or "")
     examples = read_examples(cfg.train_file or "", labels=cfg.label_scale, clip_labels=cfg.clip_labels,
                              max_examples=cfg.max_examples)
-    lists = candidate_lists(examples, list_size=cfg.list_size, seed=cfg.seed)
-    if not lists:
-        raise ValueError(f"{cfg.train_file} has no query with two or more documents; score learning ranks a "
-                         "query's candidates against each other: generate with candidates_per_query >= 2")
+    groups = _groups(cfg, examples)
     model = load_model(cfg.model or "", dtype=_dtype(cfg, torch, device), load_in_4bit=cfg.load_in_4bit)
     peft_cfg = lora_config(cfg)
     if peft_cfg is not None:
@@ -128,7 +270,7 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable()
     model.train()
-    scorer = _Scorer(model, tok, cfg.label_scale, device)
+    scorer = _Scorer(model, tok, cfg.label_scale, device, autocast=_autocast(cfg, device))
     top = cfg.label_scale[-1]
 
     def encode(chunk: list[Example]) -> tuple[list[list[int]], Any]:
@@ -136,13 +278,38 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
                                              max_doc_tokens=cfg.max_doc_tokens)) for ex in chunk]
         return seqs, torch.tensor([ex.label / top for ex in chunk], device=device, dtype=torch.float32)
 
-    encoded = [encode(chunk) for chunk in lists]
+    encoded = [encode(chunk) for chunk in groups]
     total = cfg.max_steps if cfg.max_steps > 0 else \
         max(1, math.ceil(len(encoded) * cfg.num_train_epochs / cfg.lists_per_step))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    logger.info("score-learn: %d lists (%d examples), %d steps, %s loss, device=%s", len(encoded), len(examples),
-                total, cfg.loss, device)
+    warmup = int(total * cfg.warmup_ratio)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) if s < warmup
+                                              else max(0.0, (total - s) / max(1, total - warmup)))
+    logger.info("score-learn: %d groups (%d examples), %d steps, %s loss, device=%s, bf16 autocast=%s",
+                len(encoded), len(examples), total, cfg.loss, device, scorer.autocast)
+    dev = _DevEval(cfg, tok) if cfg.eval_collection else None
+    best: tuple[float, int] = (-1.0, 0)
+    best_state: dict[str, Any] | None = None
+    history: list[dict[str, float]] = []
+    stale = 0
+
+    def evaluate_now(step: int) -> bool:
+        nonlocal best, best_state, stale
+        if dev is None:
+            return False
+        ndcg, base = dev(scorer)
+        history.append({"step": step, "dev_ndcg@10": round(ndcg, 4), "first_stage_ndcg@10": round(base, 4)})
+        logger.info("score-learn step %d: dev nDCG@10 %.4f (first stage %.4f, best %.4f at %d)", step, ndcg, base,
+                    best[0], best[1])
+        if ndcg > best[0]:
+            best, stale = (ndcg, step), 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        return bool(cfg.patience and stale >= cfg.patience)
+
+    evaluate_now(0)
     order = list(range(len(encoded)))
     rng = __import__("random").Random(cfg.seed)
     cursor, started, losses = len(order), time.time(), []
@@ -155,16 +322,29 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
                 cursor = 0
             seqs, gold = encoded[order[cursor]]
             cursor += 1
-            scores = scorer(seqs)
-            loss = listwise_loss(scores, gold, cfg.temperature) if cfg.loss == "listwise" else \
-                pointwise_loss(scores, gold)
+            if cfg.loss == "group":
+                loss = group_loss(label_margin(scorer.label_logprobs(seqs)), gold, temperature=cfg.temperature,
+                                  bce_weight=cfg.bce_weight)
+            else:
+                scores = scorer(seqs)
+                loss = listwise_loss(scores, gold, cfg.temperature) if cfg.loss == "listwise" else \
+                    pointwise_loss(scores, gold)
             (loss / cfg.lists_per_step).backward()
             step_loss += float(loss.detach()) / cfg.lists_per_step
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
+        sched.step()
         losses.append(step_loss)
         if step % cfg.logging_steps == 0 or step == total:
-            logger.info("score-learn step %d/%d loss %.4f (%.1fs)", step, total, step_loss, time.time() - started)
+            recent = losses[-cfg.logging_steps:]
+            logger.info("score-learn step %d/%d loss %.4f (%.1fs)", step, total, sum(recent) / len(recent),
+                        time.time() - started)
+        if dev is not None and (step % cfg.eval_steps == 0 or step == total) and evaluate_now(step):
+            logger.info("score-learn: no dev improvement in %d evaluations, stopping at step %d", cfg.patience, step)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        logger.info("score-learn: keeping the best dev checkpoint (step %d, nDCG@10 %.4f)", best[1], best[0])
     model.eval()
     if peft_cfg is not None:
         model = model.merge_and_unload()
@@ -172,6 +352,10 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)
     tok.save_pretrained(str(out))
+    extra: dict[str, Any] = {"groups": len(encoded), "steps": len(losses), "loss": cfg.loss, "final_loss": losses[-1],
+                             "seconds": round(time.time() - started, 1)}
+    if dev is not None:
+        extra.update({"best_step": best[1], "best_dev_ndcg@10": round(best[0], 4), "dev_history": history})
     write_meta(out, stage="score_learn", mode="direct", label_scale=cfg.label_scale, source_model=cfg.model or "",
-               extra={"lists": len(encoded), "steps": total, "loss": cfg.loss, "final_loss": losses[-1]})
+               extra=extra)
     return out

@@ -123,17 +123,49 @@ def test_grpo_changes_weights(mode, sft_direct, sft_reasoning, qrels_file, expla
     assert [s["stage"] for s in meta["stages"]] == ["sft", "grpo"] and meta["mode"] == mode
 
 
-@pytest.mark.parametrize("loss", ["listwise", "pointwise"])
+@pytest.mark.parametrize("loss", ["group", "listwise", "pointwise"])
 def test_score_learn_changes_weights_and_loads(loss, sft_direct, qrels_file, tmp_path, cfg, changed):
     from reasonrank_train.score_learn import run_score_learn
 
     out = run_score_learn(cfg("score-learn", model=str(sft_direct), train_file=str(qrels_file),
-                              output_dir=str(tmp_path / "sl"), loss=loss, list_size=3, max_steps=2,
-                              learning_rate=1e-3, use_cpu=True, max_doc_tokens=64))
+                              output_dir=str(tmp_path / "sl"), loss=loss, list_size=3, max_steps=2, group_size=3,
+                              learning_rate=1e-3, use_cpu=True, max_doc_tokens=64, clip_labels=True,
+                              label_scale=[0, 1]))
     assert changed(sft_direct, out)
     assert read_meta(out)["stages"][-1]["loss"] == loss
     with ReasoningReranker(str(out), mode="direct", device="cpu") as rr:
         assert len(rr.rank("what causes ocean tides", ["The Moon pulls the sea.", "Coffee has caffeine."])) == 2
+
+
+def test_score_learn_keeps_the_best_dev_checkpoint(sft_direct, qrels_file, tiny_beir, tmp_path, cfg):
+    """With a dev fold, the model is scored every eval_steps and the best step is the one saved."""
+    from reasonrank.evaluation import bm25_search, load_beir, write_trec_run
+    from reasonrank_train.score_learn import run_score_learn
+
+    run = write_trec_run(bm25_search(load_beir(tiny_beir, "test"), k=5), tmp_path / "bm25.trec")
+    out = run_score_learn(cfg("score-learn", model=str(sft_direct), train_file=str(qrels_file),
+                              output_dir=str(tmp_path / "sl"), group_size=3, max_steps=4, learning_rate=5e-2,
+                              use_cpu=True, max_doc_tokens=64, clip_labels=True, label_scale=[0, 1],
+                              eval_collection=str(tiny_beir), eval_split="test", eval_first_stage=str(run),
+                              eval_depth=5, eval_steps=2))
+    last = read_meta(out)["stages"][-1]
+    history = last["dev_history"]
+    assert [h["step"] for h in history] == [0, 2, 4]
+    best = max(history, key=lambda h: h["dev_ndcg@10"])
+    assert last["best_dev_ndcg@10"] == best["dev_ndcg@10"] and last["best_step"] == best["step"]
+    from reasonrank_train.evaluate import run_eval
+
+    res = run_eval(cfg("eval", model=str(out), collection=str(tiny_beir), split="test", first_stage=str(run), k=5,
+                       backend_options={"device": "cpu"}, progress=False, max_doc_tokens=64))
+    assert abs(res.reranked["nDCG@10"] - best["dev_ndcg@10"]) < 1e-3  # the saved model is the best one
+
+
+def test_group_loss_needs_a_positive():
+    import torch
+    from reasonrank_train.score_learn import group_loss
+
+    with pytest.raises(ValueError, match="no positive"):
+        group_loss(torch.tensor([0.1, 0.2]), torch.tensor([0.0, 0.0]))
 
 
 def test_cli_runs_eval_and_export_end_to_end(sft_direct, tiny_beir, tmp_path, capsys):
@@ -166,3 +198,31 @@ def test_labels_off_the_scale_need_clip_labels(qrels_file, tmp_path):
         read_examples(qrels_file, labels=(0, 1))
     assert {e.label for e in read_examples(qrels_file, labels=(0, 1), clip_labels=True)} == {0, 1}
     assert Path(qrels_file).is_file()
+
+
+def test_teacher_explains_gold_pairs_keeping_gold_labels(tiny_model_dir, qrels_file, tmp_path, cfg):
+    """``pairs:`` mode: every record keeps gold and teacher labels; agree_only keeps agreements only; the
+    rest goes to the rejected file, so a resumed run asks the teacher nothing again."""
+    out = tmp_path / "expl.jsonl"
+    opts = {"pairs": str(qrels_file), "output": str(out), "source": "teacher", "teacher_model": str(tiny_model_dir),
+            "teacher_backend": "transformers", "teacher_options": {"device": "cpu"}, "pairs_per_query": 2,
+            "max_new_tokens": 6, "keep_failures": True, "agree_only": True, "progress": False}
+    first = run_generate(cfg("generate", **opts))
+    kept = [json.loads(x) for x in out.read_text().splitlines()]
+    rejected = [json.loads(x) for x in out.with_name("expl.rejected.jsonl").read_text().splitlines()]
+    assert first.written == len(kept) and first.disagreements == len(rejected)
+    assert len(kept) + len(rejected) == 2 * first.queries
+    assert all(r["teacher_label"] == r["gold_label"] == r["label"] for r in kept)
+    assert all(r["teacher_label"] != r["gold_label"] for r in rejected)
+    gold = {(r["qid"], r["docid"]): r["label"] for r in map(json.loads, qrels_file.read_text().splitlines())}
+    assert all(gold[(r["qid"], r["docid"])] == r["gold_label"] for r in kept + rejected)
+    by_q: dict[str, list[int]] = {}
+    for r in kept + rejected:
+        by_q.setdefault(r["qid"], []).append(r["gold_label"])
+    gold_by_q: dict[str, set[int]] = {}
+    for (q, _), lab in gold.items():
+        gold_by_q.setdefault(q, set()).add(lab)
+    both = {q for q, labs in gold_by_q.items() if 0 in labs and max(labs) > 0}
+    assert both and all(min(by_q[q]) == 0 < max(by_q[q]) for q in both)  # a positive and a negative each
+    again = run_generate(cfg("generate", **opts))
+    assert again.queries == 0 and again.written == 0
