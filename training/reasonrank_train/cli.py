@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from .config import STAGES, ConfigError, describe_config, load_config, parse_overrides
@@ -53,6 +54,51 @@ def run_stage(stage: str, cfg: Any) -> Any:
     raise ConfigError(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
 
 
+RECIPE_ORDER = ("synth", "data", "generate", "sft", "grpo", "score-learn", "export", "eval")
+
+
+def _stage_done(stage: str, cfg: Any) -> bool:
+    """A stage whose output already exists is skipped by ``recipe`` (delete the output to redo it)."""
+    from .modeling import read_meta
+
+    if stage in ("sft", "grpo", "score-learn"):
+        out = Path(getattr(cfg, "output_dir", "") or "")
+        done = [s.get("stage") for s in read_meta(out).get("stages", [])] if out.is_dir() else []
+        return stage.replace("-", "_") in done
+    if stage == "export":
+        return (Path(cfg.output_dir or "") / "reasonrank.json").is_file()
+    if stage == "data":
+        return (Path(cfg.out_dir or "") / "stats.json").is_file()
+    if stage == "eval":
+        return bool(cfg.output) and Path(cfg.output).is_file()
+    return False  # synth and generate resume on their own (skip what is written)
+
+
+def run_recipe(path: str, stages: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the stages of a config file in pipeline order, skipping finished ones; returns wall times."""
+    import time
+
+    import yaml
+
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    wanted = [s for s in RECIPE_ORDER if STAGES[s][0] in data and (not stages or s in stages)]
+    if not wanted:
+        raise ConfigError(f"{path} has no stage section to run; sections: {', '.join(STAGES)}")
+    times: dict[str, Any] = {}
+    for stage in wanted:
+        cfg = load_config(path, stage)
+        if _stage_done(stage, cfg):
+            logger.info("recipe: %s is done already, skipped", stage)
+            times[stage] = "skipped"
+            continue
+        started = time.time()
+        logger.info("recipe: running %s", stage)
+        run_stage(stage, cfg)
+        times[stage] = round(time.time() - started, 1)
+        logger.info("recipe: %s took %.0f s", stage, times[stage])
+    return times
+
+
 def _summary(result: Any) -> str:
     if hasattr(result, "as_dict"):
         return json.dumps(result.as_dict(), indent=2)
@@ -63,7 +109,9 @@ def _summary(result: Any) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="reasonrank-train", description=__doc__)
-    parser.add_argument("stage", choices=list(STAGES), help="pipeline stage to run")
+    parser.add_argument("stage", choices=[*STAGES, "recipe"],
+                        help="pipeline stage to run, or 'recipe': every stage of the config in order, resumable")
+    parser.add_argument("--stages", help="recipe: comma-separated subset of stages to run")
     parser.add_argument("--config", "-c", help="YAML file with a section per stage (see training/configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override an option of the stage's section (repeatable), e.g. --set max_steps=2")
@@ -72,10 +120,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.help_config:
+        if args.stage == "recipe":
+            parser.error("--help-config takes a stage name, e.g. reasonrank-train sft --help-config")
         print(describe_config(args.stage))
         return 0
     if not args.config:
         parser.error("--config FILE.yaml is required (see training/configs/tiny-cpu.yaml)")
+    if args.stage == "recipe":
+        try:
+            times = run_recipe(args.config, args.stages.split(",") if args.stages else None)
+        except ConfigError as exc:
+            print(f"reasonrank-train recipe: config error: {exc}", file=sys.stderr)
+            return 2
+        print(json.dumps({"wall_seconds": times}, indent=2))
+        return 0
     try:
         cfg = load_config(args.config, args.stage, parse_overrides(args.overrides))
     except ConfigError as exc:

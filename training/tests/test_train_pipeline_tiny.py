@@ -226,3 +226,17 @@ def test_teacher_explains_gold_pairs_keeping_gold_labels(tiny_model_dir, qrels_f
     assert both and all(min(by_q[q]) == 0 < max(by_q[q]) for q in both)  # a positive and a negative each
     again = run_generate(cfg("generate", **opts))
     assert again.queries == 0 and again.written == 0
+
+
+def test_recipe_runs_stages_in_order_and_resumes(sft_direct, qrels_file, tiny_beir, tmp_path, capsys):
+    f = tmp_path / "recipe.yaml"
+    f.write_text(f"eval: {{model: {tmp_path / 'exp'}, collection: {tiny_beir}, k: 3, output: {tmp_path / 'm.json'},\n"
+                 "       backend_options: {device: cpu}, progress: false}\n"
+                 f"export: {{model: {tmp_path / 'sl'}, output_dir: {tmp_path / 'exp'}}}\n"
+                 f"score_learn: {{model: {sft_direct}, train_file: {qrels_file}, output_dir: {tmp_path / 'sl'},\n"
+                 "  max_steps: 1, use_cpu: true, max_doc_tokens: 64, label_scale: [0, 1], clip_labels: true}\n")
+    assert main(["recipe", "--config", str(f), "--log-level", "WARNING"]) == 0
+    first = json.loads(capsys.readouterr().out)["wall_seconds"]
+    assert list(first) == ["score-learn", "export", "eval"] and all(isinstance(v, float) for v in first.values())
+    assert main(["recipe", "--config", str(f), "--log-level", "WARNING"]) == 0
+    assert json.loads(capsys.readouterr().out)["wall_seconds"] == {s: "skipped" for s in first}
