@@ -8,11 +8,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Judgment", "ParseError", "parse_judgment", "label_distribution", "expected_score",
-           "validate_labels"]
+           "validate_labels", "verdict_regex", "NonFiniteScores"]
 
 
 class ParseError(ValueError):
     """The model's output has no valid label; raised when ``on_parse_error="raise"``."""
+
+
+class NonFiniteScores(ValueError):
+    """A backend returned a NaN or +inf log-probability: the document cannot be scored (reported as an
+    error on its result, never as a score)."""
 
 
 @dataclass(frozen=True)
@@ -54,13 +59,37 @@ def validate_labels(labels: Sequence[int]) -> tuple[int, ...]:
     return scale
 
 
-def _marker_regex(marker: str) -> re.Pattern[str]:
+# One verdict grammar for the parser and the sanitiser (reasonrank.safety): the marker word, an optional
+# " label", at most 16 separator characters (spaces, markdown, ':', '=', quotes, brackets), then 1-3 digits.
+# Every repetition is bounded and no two unbounded quantifiers meet, so matching is linear in the text
+# (a reply of "Relevance" and a million spaces parses in milliseconds, not hours).
+_SEPARATORS = r"[\s*_:=`\"'\[(]{0,16}"
+
+
+def verdict_regex(marker: str = "Relevance:") -> re.Pattern[str]:
+    """The verdict grammar: ``Relevance: 2``, ``**Relevance:** 1``, ``Relevance = 2``, ``relevance label: [2]``,
+    ``Relevance 2``, ``the relevance label is 0`` (case-insensitive); group 1 is the label's digits.
+
+    Example:
+        >>> [m.group(1) for m in verdict_regex().finditer("Relevance: 2, **relevance** [1]; RELEVANCE = 0")]
+        ['2', '1', '0']
+    """
     word = re.escape(marker.strip().rstrip(":").strip())
-    # "Relevance: 2", "**Relevance:** 2", "Relevance = 2", "relevance label: [2]", "Relevance: 2/2"
-    return re.compile(rf"{word}(?:\s+label)?\s*[*_]*\s*[:=]?\s*[*_`\"'\[(]*\s*(\d+)(?!\d)", re.IGNORECASE)
+    return re.compile(rf"{word}(?:[ \t]{{1,4}}(?:label|score))?(?:[ \t]{{1,4}}is)?{_SEPARATORS}(\d{{1,3}})(?!\d)",
+                      re.IGNORECASE)
 
 
-_EXPLANATION_HEAD = re.compile(r"^\s*[*_#]*\s*(?:explanation|reasoning|rationale)\s*[*_]*\s*:?\s*[*_]*\s*", re.I)
+_marker_regex = verdict_regex
+_EXPLANATION_HEAD = re.compile(r"^[\s*_#]{0,16}(?:explanation|reasoning|rationale)[\s*_:]{0,16}", re.I)
+
+
+_DANGLING = re.compile(r"(?<=[.!?])\s+[^.!?\n]{0,40}$")
+
+
+def _tidy(explanation: str) -> str:
+    """Strip markdown and a dangling lead-in left before an inline verdict ("... Therefore, the")."""
+    text = explanation.strip().rstrip("*_#").strip()
+    return _DANGLING.sub("", text) if text and text[-1] not in ".!?" else text
 
 
 def parse_judgment(text: str, labels: Sequence[int] = (0, 1, 2), marker: str = "Relevance:") -> Judgment:
@@ -84,16 +113,19 @@ def parse_judgment(text: str, labels: Sequence[int] = (0, 1, 2), marker: str = "
         'label 7 is not on the scale (0, 1, 2)'
         >>> parse_judgment("I think it is relevant.").ok
         False
+        >>> parse_judgment("It covers inflation only. Therefore, the relevance label is 0.").explanation
+        'It covers inflation only.'
+
     """
     if not isinstance(text, str):
         return Judgment(False, None, "", None, f"output is {type(text).__name__}, not text")
     matches = list(_marker_regex(marker).finditer(text))
     if not matches:
-        expl = _EXPLANATION_HEAD.sub("", text).strip()
+        expl = _EXPLANATION_HEAD.sub("", text, count=1).strip()
         return Judgment(False, None, expl, None, f"no '{marker.strip()} <label>' verdict found in the output")
     m = matches[-1]
     label = int(m.group(1))
-    explanation = _EXPLANATION_HEAD.sub("", text[: m.start()]).strip().rstrip("*_#").strip()
+    explanation = _tidy(_EXPLANATION_HEAD.sub("", text[: m.start()], count=1))
     if label not in labels:
         return Judgment(False, None, explanation, m.start(1), f"label {label} is not on the scale {tuple(labels)}")
     return Judgment(True, label, explanation, m.start(1), None)
@@ -102,13 +134,24 @@ def parse_judgment(text: str, labels: Sequence[int] = (0, 1, 2), marker: str = "
 def label_distribution(logprobs: Mapping[int, float], labels: Sequence[int]) -> tuple[float, ...]:
     """Softmax of per-label log-probabilities restricted to the scale (missing labels get 0).
 
+    Raises:
+        NonFiniteScores: a NaN or +inf log-probability (the reranker reports it as the document's error).
+
     Example:
         >>> [round(p, 3) for p in label_distribution({0: math.log(0.1), 2: math.log(0.3)}, (0, 1, 2))]
         [0.25, 0.0, 0.75]
+        >>> label_distribution({0: -0.1, 2: float("nan")}, (0, 1, 2))
+        Traceback (most recent call last):
+        ...
+        reasonrank.parsing.NonFiniteScores: the backend returned a non-finite log-probability for label(s) [2]: {2: nan}
     """
-    vals = [logprobs.get(lab, -math.inf) for lab in labels]
+    vals = [float(logprobs.get(lab, -math.inf)) for lab in labels]
+    bad = [lab for lab, v in zip(labels, vals) if math.isnan(v) or v == math.inf]
+    if bad:
+        raise NonFiniteScores(f"the backend returned a non-finite log-probability for label(s) {bad}: "
+                              f"{ {lab: logprobs.get(lab) for lab in bad} }")
     top = max(vals)
-    if top == -math.inf or math.isnan(top):
+    if top == -math.inf:
         raise ValueError("no label of the scale has a finite log-probability; the backend returned none of "
                          f"the label tokens {tuple(labels)}")
     exps = [math.exp(v - top) if v != -math.inf else 0.0 for v in vals]

@@ -12,7 +12,14 @@ from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
 from .backends.base import FailedLabels
 from .fusion import fuse_scores
 from .models import DEFAULT_MODEL, META_FILE, read_model_meta
-from .parsing import ParseError, expected_score, label_distribution, parse_judgment, validate_labels
+from .parsing import (
+    NonFiniteScores,
+    ParseError,
+    expected_score,
+    label_distribution,
+    parse_judgment,
+    validate_labels,
+)
 from .prompting import PromptBuilder
 from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
 from .templates import PromptTemplate, get_template
@@ -138,7 +145,7 @@ class ReasoningReranker:
             TypeError: a document is None or of an unsupported type (the message names its index).
             ParseError: unparseable output with ``on_parse_error="raise"``.
         """
-        return self._drive(self._plan(query, docs))
+        return self._drive(self._plan([query], docs))
 
     def rank(self, query: str, docs: Sequence[DocInput], top_k: int | None = None) -> list[RerankResult]:
         """``score`` then sort by score (ties keep input order); keep the best ``top_k`` (all when None)."""
@@ -147,12 +154,26 @@ class ReasoningReranker:
 
     async def ascore(self, query: str, docs: Sequence[DocInput]) -> list[RerankResult]:
         """Async :meth:`score` (native async for backends that have it, e.g. openai)."""
-        return await self._adrive(self._plan(query, docs))
+        return await self._adrive(self._plan([query], docs))
 
     async def arank(self, query: str, docs: Sequence[DocInput], top_k: int | None = None) -> list[RerankResult]:
         """Async :meth:`rank`."""
         self._check_top_k(top_k)
         return self._ranked(await self.ascore(query, docs), top_k)
+
+    def score_pairs(self, pairs: Sequence[tuple[str, DocInput]]) -> list[RerankResult]:
+        """Judge (query, document) pairs of *different* queries in shared engine batches; results in input
+        order. For labelling data (a teacher judging many queries), not for ranking: scores of different
+        queries are not ranked against each other. Fusion (``fusion_weight``) is not applied here.
+
+        Raises:
+            ValueError / TypeError: as :meth:`score`, for any pair (the message names its index).
+        """
+        if isinstance(pairs, (str, bytes)) or not all(isinstance(p, tuple) and len(p) == 2 for p in pairs):
+            raise TypeError("pairs must be a sequence of (query, document) tuples")
+        if not pairs:
+            return []
+        return self._drive(self._plan([q for q, _ in pairs], [d for _, d in pairs], fuse=False))
 
     def close(self) -> None:
         self.backend.close()
@@ -224,11 +245,17 @@ class ReasoningReranker:
                                  "(an empty document cannot be judged)")
         return documents
 
-    def _plan(self, query: str, docs: Sequence[DocInput]) -> Generator[_Request, Any, list[RerankResult]]:
-        documents = self._validate(query, docs)
+    def _plan(self, queries: Sequence[str], docs: Sequence[DocInput], *, fuse: bool = True
+              ) -> Generator[_Request, Any, list[RerankResult]]:
+        """Plan the judging of ``docs``: one query for all (``[query]``) or one query per document."""
+        for q in dict.fromkeys(queries) if len(queries) > 1 else queries:
+            self._validate(q, [])
+        documents = self._validate(queries[0], docs)
         if not documents:
             return []
-        if self.fusion_weight is not None:
+        per_doc = list(queries) if len(queries) > 1 else [queries[0]] * len(documents)
+        fuse = fuse and self.fusion_weight is not None
+        if fuse:
             missing = [i for i, d in enumerate(documents) if d.first_stage_score is None]
             if missing:
                 raise ValueError(f"docs[{missing[0]}] has no first-stage score, which fusion_weight needs: give "
@@ -238,11 +265,11 @@ class ReasoningReranker:
         n_trunc = sum(t for _, t in cut)
         if n_trunc:
             logger.info("%d of %d documents truncated to %d tokens", n_trunc, len(documents), self.max_doc_tokens)
-        prompts = [self._prompt(query, text) for text, _ in cut]
+        prompts = [self._prompt(q, text) for q, (text, _) in zip(per_doc, cut)]
         if self.mode == "direct":
             rows, errors, gens = yield from self._plan_direct(prompts)
         else:
-            rows, errors, gens = yield from self._plan_reasoning(query, [t for t, _ in cut], prompts)
+            rows, errors, gens = yield from self._plan_reasoning(per_doc, [t for t, _ in cut], prompts)
         if errors:
             self.stats.errors += len(errors)
             logger.warning("%d of %d documents failed in the backend; reported with error set, score 0, ranked "
@@ -252,8 +279,8 @@ class ReasoningReranker:
         results = []
         labels = self.labels
         model_scores = [expected_score(probs, labels) for probs, _, _, _ in rows]
-        scores = model_scores if self.fusion_weight is None else \
-            fuse_scores(model_scores, [float(d.first_stage_score or 0.0) for d in documents], self.fusion_weight)
+        scores = model_scores if not fuse else \
+            fuse_scores(model_scores, [float(d.first_stage_score or 0.0) for d in documents], float(self.fusion_weight or 0))
         for i, (doc, (_, was_cut), (probs, parsed, expl, ok)) in enumerate(zip(documents, cut, rows)):
             label = parsed if parsed is not None else labels[max(range(len(probs)), key=lambda k: (probs[k], -k))]
             failed = i in errors
@@ -272,11 +299,21 @@ class ReasoningReranker:
         """One label-probability pass; the label is the most probable one."""
         lps = yield ("label", prompts)
         errors = {i: lp.error for i, lp in enumerate(lps) if isinstance(lp, FailedLabels)}
-        rows = [self._failed_row() if i in errors else (label_distribution(lp, self.labels), None, None, True)
-                for i, lp in enumerate(lps)]
+        rows = []
+        for i, lp in enumerate(lps):
+            dist = None if i in errors else self._distribution(lp, i, errors)
+            rows.append(self._failed_row() if dist is None else (dist, None, None, True))
         return rows, errors, []
 
-    def _plan_reasoning(self, query: str, doc_texts: list[str], prompts: list[Prompt]
+    def _distribution(self, lp: dict[int, float], i: int, errors: dict[int, str]) -> tuple[float, ...] | None:
+        """Label probabilities, or None with ``errors[i]`` set when the backend gave non-finite values."""
+        try:
+            return label_distribution(lp, self.labels)
+        except NonFiniteScores as exc:
+            errors[i] = str(exc)
+            return None
+
+    def _plan_reasoning(self, queries: list[str], doc_texts: list[str], prompts: list[Prompt]
                         ) -> Generator[_Request, Any, tuple[list[_Row], dict[int, str], list[Generation]]]:
         """Generate; read the label where the model wrote it, else force the verdict in a second pass."""
         labels, prefix = self.labels, self.template.assistant_prefix
@@ -294,17 +331,18 @@ class ReasoningReranker:
                                  "on_parse_error='fallback' to score such outputs from label probabilities")
             head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + self.spec.marker
             forced.append(i)
-            forced_prompts.append(self._prompt(query, doc_texts[i], assistant_prefix=head))
+            forced_prompts.append(self._prompt(queries[i], doc_texts[i], assistant_prefix=head))
         forced_lps = (yield ("label", forced_prompts)) if forced_prompts else []
         by_doc = dict(zip(forced, forced_lps))
         errors.update({i: lp.error for i, lp in by_doc.items() if isinstance(lp, FailedLabels)})
         rows: list[_Row] = []
         for i, (g, j) in enumerate(zip(gens, judgments)):
-            if i in errors:
+            dist = None if i in errors else self._distribution(
+                g.label_logprobs if (j.ok and g.label_logprobs) else by_doc[i], i, errors)
+            if dist is None:
                 rows.append(self._failed_row())
                 continue
-            lp = g.label_logprobs if (j.ok and g.label_logprobs) else by_doc[i]
-            rows.append((label_distribution(lp, labels), j.label if j.ok else None, j.explanation, j.ok))
+            rows.append((dist, j.label if j.ok else None, j.explanation, j.ok))
         failures = sum(1 for i, j in enumerate(judgments) if not j.ok and i not in errors)
         if failures:
             self.stats.parse_failures += failures

@@ -12,17 +12,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from .parsing import verdict_regex
+
 __all__ = ["neutralize", "MASK"]
 
 MASK = "[label text removed]"
 _ZWSP = "\u200b"
 # Generic chat-control shapes, for backends without a local tokenizer: <|im_end|>, <|eot_id|>, ...
 _GENERIC_CONTROL = re.compile(r"<\|[A-Za-z0-9_]{1,40}\|>")
-
-
-def _verdict_regex(marker: str) -> re.Pattern[str]:
-    word = re.escape(marker.strip().rstrip(":").strip())
-    return re.compile(rf"{word}(?:\s+label)?\s*[*_]*\s*[:=]\s*[*_`\"'\[(]*\s*\d+", re.IGNORECASE)
 
 
 def neutralize(text: str, *, marker: str = "Relevance:", controls: Iterable[str] = ()) -> str:
@@ -42,7 +39,7 @@ def neutralize(text: str, *, marker: str = "Relevance:", controls: Iterable[str]
         >>> neutralize("</s>[INST] hi", controls=["</s>", "[INST]"]) == "<\u200b/s>[\u200bINST] hi"
         True
     """
-    text = _verdict_regex(marker).sub(MASK, text)
+    text = verdict_regex(marker).sub(MASK, text)
     for c in sorted({c for c in controls if isinstance(c, str) and len(c) > 1}, key=len, reverse=True):
         if c in text:
             text = text.replace(c, c[0] + _ZWSP + c[1:])

@@ -40,11 +40,12 @@ def label_guide(labels: Sequence[int]) -> str:
         >>> label_guide((0, 1, 2))
         '0 = not relevant, 1 = partially relevant, 2 = highly relevant'
         >>> label_guide((0, 1))
-        '0 = not relevant, 1 = relevant'
+        '0 = not relevant, 1 = relevant: the document is about what the query asks, or holds information that helps answer it'
     """
     labels = list(labels)
     if len(labels) == 2:
-        return f"{labels[0]} = not relevant, {labels[1]} = relevant"
+        return (f"{labels[0]} = not relevant, {labels[1]} = relevant: the document is about what the query asks, "
+                "or holds information that helps answer it")
     if len(labels) == 3:
         return f"{labels[0]} = not relevant, {labels[1]} = partially relevant, {labels[2]} = highly relevant"
     return f"{labels[0]} = not relevant ... {labels[-1]} = perfectly relevant (higher means more relevant)"

@@ -150,6 +150,8 @@ class GenerateConfig:
                            "teacher to explain, instead of a collection's candidates.", None)
     pairs_queries: int | None = _h("With `pairs:`: explain this many queries (seeded sample; None: all).", None)
     pairs_per_query: int = _h("With `pairs:`: documents per query (positives first, then the first negatives).", 2)
+    pairs_negative: str = _h("With `pairs:`: which negative comes first: 'hard' (the first mined one) or 'random' "
+                             "(the random one, last in the data builder's order).", "hard")
     agree_only: bool = _h("source: teacher with gold labels: keep only the explanations whose teacher verdict "
                           "equals the gold label.", False)
     output: str | None = _h("Output jsonl; appended to and resumed if it exists.", None)
@@ -180,6 +182,8 @@ class GenerateConfig:
                 raise ConfigError(f"pairs file {self.pairs} does not exist; build it with `reasonrank-train data`")
             if self.source != "teacher":
                 raise ConfigError("`pairs:` are explained by a teacher: set source: teacher")
+            if self.pairs_negative not in ("hard", "random"):
+                raise ConfigError(f"pairs_negative must be 'hard' or 'random', got {self.pairs_negative!r}")
             if self.pairs_per_query < 1:
                 raise ConfigError(f"pairs_per_query must be >= 1, got {self.pairs_per_query}")
         elif not self.corpus:

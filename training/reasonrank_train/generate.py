@@ -136,7 +136,9 @@ def _pair_tasks(cfg: GenerateConfig) -> tuple[dict[str, str], dict[str, list[tup
     tasks: dict[str, list[tuple[str, Example]]] = {}
     for q in qids:
         pos = [e for e in by_q[q] if e.label > 0]
-        neg = [e for e in by_q[q] if e.label <= 0]  # in file order: the hardest mined negatives first
+        neg = [e for e in by_q[q] if e.label <= 0]  # in file order: mined hard negatives first, random last
+        if cfg.pairs_negative == "random":
+            neg = neg[::-1]
         mixed = [e for pair in zip(pos, neg) for e in pair] + pos[len(neg):] + neg[len(pos):]
         tasks[q] = [(e.docid, e) for e in mixed[:cfg.pairs_per_query]]  # a positive, a negative, ...
     return {q: by_q[q][0].query for q in qids}, tasks
@@ -187,17 +189,20 @@ def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
     started = time.time()
     from tqdm.auto import tqdm
 
+    pairs = [(q, d, ex) for q, docs in todo.items() for d, ex in docs]
+    chunk = max(1, cfg.batch_size) * 4  # pairs of several queries share the teacher's batches
     try:
         with out.open("a", encoding="utf-8") as fh, _rejects_path(out).open("a", encoding="utf-8") as rej, \
-                tqdm(total=len(todo), desc=f"generate ({cfg.source})", disable=not cfg.progress) as bar:
-            for q, docs in todo.items():
+                tqdm(total=len(pairs), desc=f"generate ({cfg.source})", disable=not cfg.progress) as bar:
+            for s in range(0, len(pairs), chunk):
+                part = pairs[s:s + chunk]
                 records: list[Example] = []
                 rejected: list[Example] = []
                 if cfg.source == "qrels":
-                    records = [ex for _, ex in docs]
+                    records = [ex for _, _, ex in part]
                 else:
-                    results = teacher.score(queries[q], [ex.document for _, ex in docs])
-                    for (d, gold), r in zip(docs, results):
+                    results = teacher.score_pairs([(queries[q], ex.document) for q, _, ex in part])
+                    for (_, _, gold), r in zip(part, results):
                         ex = replace(gold, label=int(r.label), explanation=(r.explanation or "").strip() or None,
                                      source="teacher", teacher_label=int(r.label))
                         if not r.parse_ok or not ex.explanation:
@@ -217,11 +222,12 @@ def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
                 fh.flush()
                 rej.flush()
                 written += len(records)
-                bar.update(1)
+                bar.update(len(part))
                 bar.set_postfix(written=written, failures=failures, disagreements=disagreements)
-                if cfg.progress and bar.n % 10 == 0:
-                    logger.info("generate: %d/%d queries, %d written, %d unparsed, %d disagreeing (%.0f s)",
-                                bar.n, len(todo), written, failures, disagreements, time.time() - started)
+                if cfg.progress:
+                    logger.info("generate: %d/%d pairs, %d written, %d unparsed, %d disagreeing (%.0f pairs/hour)",
+                                bar.n, len(pairs), written, failures, disagreements,
+                                bar.n / max(time.time() - started, 1e-9) * 3600)
     finally:
         if own_teacher:
             teacher.close()
