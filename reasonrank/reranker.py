@@ -29,7 +29,7 @@ __all__ = ["ReasoningReranker"]
 logger = logging.getLogger(__name__)
 
 Mode = Literal["reasoning", "direct"]
-OnParseError = Literal["fallback", "raise"]
+OnParseError = Literal["fallback", "raise", "report"]
 # A planning step asks the backend for one of two things; drivers (sync/async) answer it.
 _Request = tuple[str, list[Prompt]]
 # Per document: (label probabilities, parsed label or None, explanation, parse_ok)
@@ -59,7 +59,9 @@ class ReasoningReranker:
         max_new_tokens: Generation budget for explanation + verdict (reasoning mode).
         batch_size: Documents per engine batch.
         on_parse_error: ``"fallback"``: an unparseable output is scored from label probabilities after
-            forcing the verdict marker, with ``parse_ok=False``; ``"raise"``: raise :class:`ParseError`.
+            forcing the verdict marker, with ``parse_ok=False``; ``"raise"``: raise :class:`ParseError`;
+            ``"report"``: no second pass, the result gets ``error`` set (score 0, ranked last), e.g. for a
+            teacher whose unparsed outputs are discarded anyway.
         sanitize_documents: Mask verdict-like text (``Relevance: 2``) and break chat control strings
             (``<|im_end|>``) inside documents before they reach the prompt (prompt-injection defence, see
             :mod:`reasonrank.safety`); results keep the original text.
@@ -101,8 +103,8 @@ class ReasoningReranker:
                                           not isinstance(fusion_weight, (int, float)) or not 0 <= fusion_weight <= 1):
             raise ValueError(f"fusion_weight must be a number in [0, 1] or None, got {fusion_weight!r}")
         self.fusion_weight = None if fusion_weight is None else float(fusion_weight)
-        if on_parse_error not in ("fallback", "raise"):
-            raise ValueError(f"on_parse_error must be 'fallback' or 'raise', got {on_parse_error!r}")
+        if on_parse_error not in ("fallback", "raise", "report"):
+            raise ValueError(f"on_parse_error must be 'fallback', 'raise' or 'report', got {on_parse_error!r}")
         for name, val in (("max_doc_tokens", max_doc_tokens), ("max_new_tokens", max_new_tokens),
                           ("batch_size", batch_size)):
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
@@ -272,7 +274,7 @@ class ReasoningReranker:
             rows, errors, gens = yield from self._plan_reasoning(per_doc, [t for t, _ in cut], prompts)
         if errors:
             self.stats.errors += len(errors)
-            logger.warning("%d of %d documents failed in the backend; reported with error set, score 0, ranked "
+            logger.warning("%d of %d documents could not be scored; reported with error set, score 0, ranked "
                            "last (first: %s)", len(errors), len(documents), next(iter(errors.values())))
         self.stats.documents += len(documents)
         self.stats.truncated += n_trunc
@@ -326,6 +328,9 @@ class ReasoningReranker:
             raw = prefix + g.text
             if i in errors or (j.ok and g.label_logprobs):
                 continue
+            if not j.ok and self.on_parse_error == "report":
+                errors[i] = f"no valid verdict in the output: {j.error}"
+                continue
             if not j.ok and self.on_parse_error == "raise":
                 raise ParseError(f"docs[{i}]: {j.error}; model output was {raw[:300]!r}. Pass "
                                  "on_parse_error='fallback' to score such outputs from label probabilities")
@@ -343,10 +348,11 @@ class ReasoningReranker:
                 rows.append(self._failed_row())
                 continue
             rows.append((dist, j.label if j.ok else None, j.explanation, j.ok))
-        failures = sum(1 for i, j in enumerate(judgments) if not j.ok and i not in errors)
+        failures = sum(1 for i, j in enumerate(judgments) if not j.ok and not gens[i].error)
         if failures:
             self.stats.parse_failures += failures
-            logger.warning("%d of %d outputs had no valid verdict; scored from label probabilities "
-                           "(parse_ok=False)", failures, len(gens))
+            logger.warning("%d of %d outputs had no valid verdict; %s", failures, len(gens),
+                           "reported as errors" if self.on_parse_error == "report" else
+                           "scored from label probabilities (parse_ok=False)")
         self.stats.generated_tokens += sum(g.num_tokens for g in gens)
         return rows, errors, gens

@@ -91,3 +91,19 @@ def test_non_finite_logprobs_become_per_document_errors(mode, bad):
     assert {r.index for r in ranked[2:]} == {1, 3} and all(r.error and "non-finite" in r.error for r in ranked[2:])
     assert all(math.isfinite(r.score) for r in ranked) and rr.stats.errors == 2
     assert rr.rank("q", ["a", "b", "c", "d"], top_k=1)[0].index == 2
+
+
+def test_on_parse_error_report_skips_the_second_pass():
+    class Counting(NonFiniteBackend):
+        label_calls = 0
+
+        def label_logprobs(self, prompts, spec):
+            Counting.label_calls += 1
+            return super().label_logprobs(prompts, spec)
+
+    rows = [{0: math.log(0.3), 1: math.log(0.7)}] * 2
+    rr = ReasoningReranker(backend=Counting(rows, text=" No verdict here."), mode="reasoning", label_scale=(0, 1),
+                           on_parse_error="report")
+    res = rr.score("q", ["a", "b"])
+    assert Counting.label_calls == 0 and all(r.error and "no valid verdict" in r.error for r in res)
+    assert rr.stats.parse_failures == 2 and all(r.score == 0.0 for r in res)

@@ -118,7 +118,8 @@ def _teacher(cfg: GenerateConfig) -> Any:
     return ReasoningReranker(model, backend=cfg.teacher_backend, mode="reasoning",
                              label_scale=cfg.label_scale, max_doc_tokens=cfg.max_doc_tokens,
                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                             on_parse_error="fallback", **dict(cfg.teacher_options))
+                             on_parse_error="fallback" if cfg.keep_failures else "report",  # no wasted 2nd pass
+                             **dict(cfg.teacher_options))
 
 
 def _pair_tasks(cfg: GenerateConfig) -> tuple[dict[str, str], dict[str, list[tuple[str, Example]]]]:
@@ -190,6 +191,7 @@ def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
     from tqdm.auto import tqdm
 
     pairs = [(q, d, ex) for q, docs in todo.items() for d, ex in docs]
+    random.Random(cfg.seed).shuffle(pairs)  # a run stopped early holds a fair sample of every source
     chunk = max(1, cfg.batch_size) * 4  # pairs of several queries share the teacher's batches
     try:
         with out.open("a", encoding="utf-8") as fh, _rejects_path(out).open("a", encoding="utf-8") as rej, \
@@ -205,7 +207,7 @@ def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
                     for (_, _, gold), r in zip(part, results):
                         ex = replace(gold, label=int(r.label), explanation=(r.explanation or "").strip() or None,
                                      source="teacher", teacher_label=int(r.label))
-                        if not r.parse_ok or not ex.explanation:
+                        if r.error or not r.parse_ok or not ex.explanation:
                             failures += 1
                             if not cfg.keep_failures or not ex.explanation:
                                 rejected.append(ex)
