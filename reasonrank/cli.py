@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import shutil
 import sys
 import textwrap
@@ -21,9 +22,9 @@ class DocsFileError(ValueError):
     """The documents file cannot be read; the message names the line and the fix."""
 
 
-def read_docs(path: str) -> list[Any]:
+def read_docs(path: str, lines_out: list[int] | None = None) -> list[Any]:
     """Read documents from a JSONL file (one JSON object with ``text`` or a JSON string per line;
-    blank lines skipped) or ``-`` for standard input."""
+    blank lines skipped) or ``-`` for standard input; ``lines_out`` receives each document's line number."""
     if path == "-":
         lines = sys.stdin.read().splitlines()
         name = "<stdin>"
@@ -40,6 +41,8 @@ def read_docs(path: str) -> list[Any]:
             continue
         try:
             docs.append(json.loads(line))
+            if lines_out is not None:
+                lines_out.append(no)
         except json.JSONDecodeError as exc:
             raise DocsFileError(f"{name}:{no}: not valid JSON ({exc.msg}); each line must be a JSON object "
                                 'like {"id": "d1", "text": "..."} or a JSON string') from None
@@ -51,7 +54,7 @@ def _opt(items: Sequence[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise SystemExit(f"reasonrank: --backend-opt takes KEY=VALUE, got {item!r}")
+            raise ValueError(f"--backend-opt takes KEY=VALUE, got {item!r}; e.g. --backend-opt base_url=http://...")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -69,14 +72,16 @@ def _build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--query", required=True)
     rr.add_argument("--docs", required=True, help="JSONL file (one {\"id\",\"text\"} object per line) or - for stdin")
     rr.add_argument("--top-k", type=int, default=None)
-    rr.add_argument("--mode", choices=("reasoning", "direct"), default="reasoning")
+    rr.add_argument("--mode", choices=("reasoning", "direct"), default=None,
+                    help="default: the model's reasonrank.json, else reasoning")
     rr.add_argument("--backend", default="transformers")
-    rr.add_argument("--labels", default="0,1,2", help="label scale, e.g. 0,1,2 or 0,1")
+    rr.add_argument("--labels", default=None,
+                    help="label scale, e.g. 0,1,2 or 0,1 (default: the model's reasonrank.json, else 0,1,2)")
     rr.add_argument("--template", default=None, help="template name or YAML/JSON file")
     rr.add_argument("--batch-size", type=int, default=8)
     rr.add_argument("--max-new-tokens", type=int, default=256)
     rr.add_argument("--max-doc-tokens", type=int, default=1024)
-    rr.add_argument("--on-parse-error", choices=("fallback", "raise"), default="fallback")
+    rr.add_argument("--on-parse-error", choices=("fallback", "raise", "report"), default="fallback")
     rr.add_argument("--device", default=None)
     rr.add_argument("--dtype", default=None)
     rr.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -108,16 +113,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .parsing import ParseError
     from .reranker import ReasoningReranker
 
+    lines: list[int] = []
+    name = "<stdin>" if args.docs == "-" else args.docs
     try:
-        docs = read_docs(args.docs)
-        labels = tuple(int(x) for x in args.labels.split(","))
+        docs = read_docs(args.docs, lines)
+        labels = tuple(int(x) for x in args.labels.split(",")) if args.labels else None
         reranker = ReasoningReranker(
             args.model, backend=args.backend, mode=args.mode, label_scale=labels, template=args.template,
             max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
             on_parse_error=args.on_parse_error, device=args.device, dtype=args.dtype, **_opt(args.backend_opt))
         results = reranker.rank(args.query, docs, top_k=args.top_k)
-    except (DocsFileError, ValueError, TypeError, FileNotFoundError, MissingDependencyError, ParseError) as exc:
-        print(f"reasonrank: error: {exc}", file=sys.stderr)
+    except (DocsFileError, ValueError, TypeError, OSError, MissingDependencyError, ParseError) as exc:
+        # a document's list index -> its line in the file
+        msg = re.sub(r"docs\[(\d+)\]", lambda m: f"{name}:{lines[int(m.group(1))]}" if int(m.group(1)) < len(lines)
+                     else m.group(0), str(exc))
+        print(f"reasonrank: error: {msg}", file=sys.stderr)
         return 2
     if args.json:
         for r in results:
@@ -125,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "label_probs": list(r.label_probs), "explanation": r.explanation,
                               "parse_ok": r.parse_ok, "truncated": r.truncated, "text": r.text}))
     else:
-        print(_table(results, args.mode))
+        print(_table(results, reranker.mode))
     return 0
 
 

@@ -171,7 +171,13 @@ def read_model_meta(model: str | Path) -> dict:
             return {}
     except OSError:  # e.g. a name too long to be a path
         return {}
-    data = json.loads(f.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(f.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is accepted
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{f} is not valid JSON ({exc}); fix it or delete it to use the built-in defaults") from None
     if not isinstance(data, dict):
         raise ValueError(f"{f} must hold a JSON object (mode, label_scale, template); delete or fix it")
+    tpl = data.get("template")
+    if isinstance(tpl, str) and (tpl.endswith((".yaml", ".yml", ".json"))) and not Path(tpl).is_absolute():
+        data["template"] = str(Path(model) / tpl)  # a template file travels with the model directory
     return data

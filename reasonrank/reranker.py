@@ -36,6 +36,16 @@ _Request = tuple[str, list[Prompt]]
 _Row = tuple[tuple[float, ...], "int | None", "str | None", bool]
 
 
+def _check_encodable(text: str, where: str) -> None:
+    """Text a tokenizer cannot take (a lone surrogate such as ``"\\ud800"``) fails here, naming where."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{where} holds a character that is not valid Unicode text ({exc.object[exc.start]!r} at "
+                         f"offset {exc.start}, a lone surrogate); clean it first, e.g. "
+                         "text.encode('utf-8', 'replace').decode('utf-8')") from None
+
+
 class ReasoningReranker:
     """Pointwise reasoning reranker over a small instruct LM.
 
@@ -240,11 +250,15 @@ class ReasoningReranker:
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         if not query.strip():
             raise ValueError("query is empty; pass a non-empty query string")
+        _check_encodable(query, "query")
         documents = to_documents(docs)
         for i, d in enumerate(documents):
             if not d.text.strip() and not (d.title or "").strip():
                 raise ValueError(f"docs[{i}] has empty text; remove empty documents before reranking "
                                  "(an empty document cannot be judged)")
+            _check_encodable(d.text, f"docs[{i}] text")
+            if d.title:
+                _check_encodable(d.title, f"docs[{i}] title")
         return documents
 
     def _plan(self, queries: Sequence[str], docs: Sequence[DocInput], *, fuse: bool = True

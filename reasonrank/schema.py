@@ -82,7 +82,7 @@ def to_documents(docs: object) -> list[Document]:
             fs = d.get("first_stage_score", d.get("score"))
             if fs is not None and (isinstance(fs, bool) or not isinstance(fs, (int, float))):
                 raise TypeError(f"docs[{i}] first-stage score must be a number, got {type(fs).__name__}")
-            doc = Document(text=text, id=None if id_key is None else str(d[id_key]),
+            doc = Document(text=text, id=None if id_key is None or d[id_key] is None else str(d[id_key]),
                            title=str(title) if title else None, metadata=dict(meta),
                            first_stage_score=None if fs is None else float(fs))
         elif d is None:

@@ -43,7 +43,8 @@ def test_table_from_stdin(tiny_model_dir: Path) -> None:
     (["--docs", "no-such-file.jsonl"], None, "documents file 'no-such-file.jsonl' not found"),
     (["--docs", "-"], '{"text": "ok"}\n{broken\n', "<stdin>:2: not valid JSON"),
     (["--docs", "-", "--labels", "1,2"], '"doc"\n', "label scale must be"),
-    (["--docs", "-"], '{"body": "x"}\n', "docs[0] is a mapping without a text field"),
+    (["--docs", "-"], '\n"fine"\n{"body": "x"}\n', "<stdin>:3 is a mapping without a text field"),
+    (["--docs", "-", "--backend-opt", "nokey"], '"doc"\n', "--backend-opt takes KEY=VALUE"),
 ])
 def test_errors_exit_2_with_a_fix(tiny_model_dir: Path, args: list[str], stdin: str | None, needle: str) -> None:
     p = _run("rerank", "--model", str(tiny_model_dir), "--query", "q", "--mode", "direct", *args, stdin=stdin)
@@ -64,3 +65,16 @@ def test_readme_main_job_on_smollm2() -> None:
     lines = p.stdout.splitlines()
     assert lines[0].split()[:5] == ["rank", "score", "label", "id", "explanation"]
     assert [ln.split()[0] for ln in lines[2:]] == ["1", "2", "3"]
+
+
+def test_model_defaults_come_from_reasonrank_json(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """A direct-mode, binary-scale model directory is scored in direct mode with two labels by the CLI."""
+    import shutil
+
+    model = tmp_path / "direct-binary"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "reasonrank.json").write_text(json.dumps({"mode": "direct", "label_scale": [0, 1]}))
+    p = _run("rerank", "--model", str(model), "--query", "what is bm25", "--docs", str(SAMPLE), "--json")
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    assert all(len(r["label_probs"]) == 2 and r["explanation"] is None for r in rows)
