@@ -303,7 +303,7 @@ class ReasoningReranker:
             results.append(RerankResult(
                 index=i, id=doc.id, text=doc.text, score=0.0 if failed else scores[i], label=label,
                 label_probs=probs, explanation=expl, raw_output=(self.template.assistant_prefix + gens[i].text)
-                if gens and not failed else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
+                if gens and not gens[i].error else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
                 error=errors.get(i), model_score=model_scores[i], first_stage_score=doc.first_stage_score))
         return results
 

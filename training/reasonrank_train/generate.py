@@ -210,7 +210,7 @@ def run_generate(cfg: GenerateConfig, *, teacher: Any = None) -> GenerateStats:
                         if r.error or not r.parse_ok or not ex.explanation:
                             failures += 1
                             if not cfg.keep_failures or not ex.explanation:
-                                rejected.append(ex)
+                                rejected.append(replace(ex, explanation=ex.explanation or r.raw_output))
                                 continue
                         if cfg.agree_only and gold.gold_label is not None and ex.teacher_label != gold.gold_label:
                             disagreements += 1
