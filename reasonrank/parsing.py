@@ -79,7 +79,6 @@ def verdict_regex(marker: str = "Relevance:") -> re.Pattern[str]:
                       re.IGNORECASE)
 
 
-_marker_regex = verdict_regex
 _EXPLANATION_HEAD = re.compile(r"^[\s*_#]{0,16}(?:explanation|reasoning|rationale)[\s*_:]{0,16}", re.I)
 
 
@@ -119,7 +118,7 @@ def parse_judgment(text: str, labels: Sequence[int] = (0, 1, 2), marker: str = "
     """
     if not isinstance(text, str):
         return Judgment(False, None, "", None, f"output is {type(text).__name__}, not text")
-    matches = list(_marker_regex(marker).finditer(text))
+    matches = list(verdict_regex(marker).finditer(text))
     if not matches:
         expl = _EXPLANATION_HEAD.sub("", text, count=1).strip()
         return Judgment(False, None, expl, None, f"no '{marker.strip()} <label>' verdict found in the output")

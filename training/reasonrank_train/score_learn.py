@@ -163,8 +163,8 @@ class _Scorer:
         torch = self.torch
         enc = left_pad(torch, seqs, self.pad_id, self.device)
         with torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.autocast):
-            hidden = self.model(**enc, use_cache=False, output_hidden_states=False, logits_to_keep=1).logits
-        logp = torch.log_softmax(hidden[:, -1, :].float(), dim=-1)
+            logits = self.model(**enc, use_cache=False, logits_to_keep=1).logits
+        logp = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
         return torch.stack([torch.logsumexp(logp[:, g], dim=-1) for g in self.groups], dim=-1)
 
     def __call__(self, seqs: list[list[int]]) -> Any:
@@ -205,7 +205,6 @@ class _DevEval:
             qids = sorted(random.Random(cfg.seed).sample(qids, min(len(qids), cfg.eval_max_queries)))
         self.col, self.first = col, {q: run[q] for q in qids}
         self.seqs: dict[str, tuple[list[str], list[list[int]]]] = {}
-        self.encode = None
         self.tok, self.cfg = tok, cfg
 
     def __call__(self, scorer: _Scorer) -> tuple[float, float]:
