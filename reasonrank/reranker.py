@@ -264,7 +264,7 @@ class ReasoningReranker:
     def _plan(self, queries: Sequence[str], docs: Sequence[DocInput], *, fuse: bool = True
               ) -> Generator[_Request, Any, list[RerankResult]]:
         """Plan the judging of ``docs``: one query for all (``[query]``) or one query per document."""
-        for q in dict.fromkeys(queries) if len(queries) > 1 else queries:
+        for q in dict.fromkeys(queries):
             self._validate(q, [])
         documents = self._validate(queries[0], docs)
         if not documents:

@@ -251,14 +251,10 @@ def rrf_union(runs: Iterable[Mapping[str, Mapping[str, float]]], *, k: int = 60,
 
 
 def _read_teacher_queries(path: str | Path, allowed: Mapping[str, Document]) -> list[_Query]:
+    from .data import iter_jsonl
+
     out = []
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a partial last line of an interrupted teacher run
+    for _, row in iter_jsonl(path):  # a partial last line of an interrupted teacher run is skipped
         pages = [str(p) for p in row.get("pages") or []]
         if not row.get("query") or not pages or not all(p in allowed for p in pages):
             continue

@@ -29,7 +29,7 @@ from typing import Any
 from reasonrank.evaluation import Collection, bm25_search, load_beir, load_beir_unjudged, load_bright
 
 from .config import ConfigError, GenerateConfig
-from .data import Example, example_key, iter_jsonl
+from .data import Example, example_key, iter_jsonl, read_examples
 
 __all__ = ["GenerateStats", "load_collection", "run_generate"]
 
@@ -125,10 +125,8 @@ def _teacher(cfg: GenerateConfig) -> Any:
 def _pair_tasks(cfg: GenerateConfig) -> tuple[dict[str, str], dict[str, list[tuple[str, Example]]]]:
     """Queries and (docid, gold example) lists to explain, from a gold-labelled ``pairs`` file."""
     by_q: dict[str, list[Example]] = {}
-    for _, row in iter_jsonl(cfg.pairs or ""):
-        ex = Example(qid=str(row["qid"]), docid=str(row["docid"]), query=str(row["query"]), text=str(row["text"]),
-                     label=int(row["label"]), title=row.get("title") or None, source="gold",
-                     gold_label=int(row["label"]), origin=row.get("origin") or row.get("source"))
+    for ex in read_examples(cfg.pairs or "", labels=cfg.label_scale):
+        ex = replace(ex, source="gold", gold_label=ex.label, origin=ex.origin or ex.source)
         by_q.setdefault(ex.qid, []).append(ex)
     qids = sorted(by_q)
     if cfg.pairs_queries is not None and cfg.pairs_queries < len(qids):

@@ -155,15 +155,9 @@ class TeacherLM:
 
 
 def _done_ids(path: Path) -> set[str]:
-    if not path.is_file():
-        return set()
-    done = set()
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            done.add(json.loads(line)["id"])
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a partial last line of an interrupted run
-    return done
+    from .data import iter_jsonl
+
+    return {str(row.get("id")) for _, row in iter_jsonl(path)} if path.is_file() else set()
 
 
 def synth_tasks(cfg: SynthConfig) -> list[dict[str, Any]]:
