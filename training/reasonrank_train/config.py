@@ -129,9 +129,14 @@ class LoraFields:
     lora_alpha: int = _h("LoRA alpha.", 16)
     lora_dropout: float = _h("LoRA dropout.", 0.05)
     lora_target_modules: Any = _h("Modules that get adapters: 'all-linear' or a list of names.", "all-linear")  # noqa: RUF009 (a field factory)
+    lora_top_layers: int | None = _h("Adapters on the top N transformer layers only (None: all). Backpropagation "
+                                     "stops below them, so training is faster (CPU recipes).", None)
     load_in_4bit: bool = _h("QLoRA: load the base model in 4-bit NF4 (needs a CUDA GPU and bitsandbytes).", False)
 
     def _check_lora_fields(self, *, use_cpu: bool) -> None:
+        if self.lora_top_layers is not None and (isinstance(self.lora_top_layers, bool) or
+                                                 not isinstance(self.lora_top_layers, int) or self.lora_top_layers < 1):
+            raise ConfigError(f"lora_top_layers must be a positive int or null, got {self.lora_top_layers!r}")
         if self.load_in_4bit and not self.use_lora:
             raise ConfigError("load_in_4bit needs LoRA adapters (QLoRA): set use_lora: true, or load_in_4bit: false")
         if self.load_in_4bit and use_cpu:
@@ -342,6 +347,8 @@ class ExportConfig:
     dtype: str = _h("Saved dtype: 'auto' (as trained), 'float32', 'bfloat16', 'float16'.", "auto")
     name: str | None = _h("Model name in the card (None: the output folder name).", None)
     verify: bool = _h("Load the export in ReasoningReranker and score one pair before finishing.", True)
+    merge: bool = _h("Merge a LoRA adapter into its base (a plain checkpoint); false: export the adapter itself "
+                     "(a few MB, resolved onto its base by ReasoningReranker; how reasonrank-tiny ships).", True)
 
     def __post_init__(self) -> None:
         if not self.model:

@@ -1,7 +1,8 @@
 """``export``: merged safetensors weights + tokenizer + model card + ``reasonrank.json``.
 
 The export directory is a plain transformers model that :class:`reasonrank.ReasoningReranker` loads
-directly (``ReasoningReranker("path/to/export", mode=...)``); LoRA adapters are merged into their base.
+directly (``ReasoningReranker("path/to/export", mode=...)``); LoRA adapters are merged into their base, or,
+with ``merge: false``, exported as the adapter alone (which ``ReasoningReranker`` merges once into its cache).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def run_export(cfg: ExportConfig) -> ExportResult:
         raise ValueError("output_dir must differ from model; export writes a new directory")
     torch = require("torch", "train")
     dtype = None if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+    if is_adapter_dir(src) and not cfg.merge:
+        return _export_adapter(cfg, src, out, mode=mode, scale=scale, meta=meta)
     if is_adapter_dir(src):
         logger.info("merging LoRA adapter %s", src)
     model = load_model(str(src), dtype=dtype or torch.float32, base_model=cfg.base_model, for_training=False)
@@ -114,6 +117,37 @@ def run_export(cfg: ExportConfig) -> ExportResult:
         shutil.rmtree(out)
     tmp.replace(out)
     logger.info("exported %s (%s mode, labels %s) to %s", src, mode, scale, out)
+    return ExportResult(path=str(out), mode=mode, label_scale=scale, verified_score=_verify(cfg, out, mode, scale))
+
+
+def _export_adapter(cfg: ExportConfig, src: Path, out: Path, *, mode: str, scale: tuple[int, ...],
+                    meta: dict[str, Any]) -> ExportResult:
+    """Copy a LoRA adapter (weights cast to ``cfg.dtype``), its tokenizer, card and ``reasonrank.json``."""
+    torch = require("torch", "train")
+    st = require("safetensors.torch", "train")
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    tensors = st.load_file(str(src / "adapter_model.safetensors"))
+    if cfg.dtype != "auto":
+        tensors = {k: v.to(getattr(torch, cfg.dtype)).contiguous() for k, v in tensors.items()}
+    st.save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+    for f in src.iterdir():
+        if f.name != "adapter_model.safetensors" and f.is_file() and f.name != "README.md":
+            shutil.copy2(f, tmp / f.name)
+    name = cfg.name or out.name
+    meta = {**meta, "mode": mode, "label_scale": list(scale)}
+    (tmp / "README.md").write_text(model_card(name=name, mode=mode, label_scale=scale, meta=meta), encoding="utf-8")
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.replace(out)
+    logger.info("exported adapter %s (%s mode, labels %s, %d tensors) to %s", src, mode, scale, len(tensors), out)
+    return ExportResult(path=str(out), mode=mode, label_scale=scale, verified_score=_verify(cfg, out, mode, scale))
+
+
+def _verify(cfg: ExportConfig, out: Path, mode: str, scale: tuple[int, ...]) -> float | None:
     verified = None
     if cfg.verify:
         from reasonrank import ReasoningReranker
@@ -122,4 +156,4 @@ def run_export(cfg: ExportConfig) -> ExportResult:
             res = rr.score("what is relevance ranking", ["Ranking orders documents by relevance to a query."])
         verified = res[0].score
         logger.info("export verified: ReasoningReranker loaded %s and scored a pair (%.3f)", out, verified)
-    return ExportResult(path=str(out), mode=mode, label_scale=scale, verified_score=verified)
+    return verified

@@ -17,7 +17,7 @@ from reasonrank._deps import require
 
 from .config import ConfigError, LoraFields, ModelFields, _h
 from .data import grpo_rows, read_examples
-from .modeling import load_model, load_tokenizer, lora_config, write_meta
+from .modeling import load_tokenizer, load_trainable, write_meta
 from .rewards import make_reward_funcs
 from .sft import torch_dtype
 
@@ -80,11 +80,11 @@ def run_grpo(cfg: GRPORunConfig) -> Path:
     rewards = make_reward_funcs(mode=cfg.mode, labels=cfg.label_scale,
                                 length_target=cfg.length_target if cfg.length_penalty_weight else None,
                                 min_explanation_words=cfg.min_explanation_words)
-    model = load_model(cfg.model or "", dtype=torch_dtype(cfg), load_in_4bit=cfg.load_in_4bit)
+    model, peft_cfg = load_trainable(cfg, dtype=torch_dtype(cfg))
     tok.padding_side = "left"
     trainer = trl.GRPOTrainer(model=model, reward_funcs=rewards, args=cfg,
                               train_dataset=datasets.Dataset.from_list(rows), processing_class=tok,
-                              peft_config=lora_config(cfg))
+                              peft_config=peft_cfg)
     trainer.train()
     out = Path(cfg.output_dir or "")
     trainer.save_model(str(out))

@@ -33,7 +33,7 @@ from reasonrank.templates import DIRECT_TEMPLATE
 
 from .config import ScoreLearnConfig
 from .data import Example, candidate_lists, read_examples, render_example
-from .modeling import load_model, load_tokenizer, lora_config, write_meta
+from .modeling import load_tokenizer, load_trainable, write_meta
 
 __all__ = ["expected_scores", "group_loss", "label_margin", "listwise_loss", "pointwise_loss", "positive_groups",
            "run_score_learn"]
@@ -250,8 +250,8 @@ def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example
 
 
 def run_score_learn(cfg: ScoreLearnConfig) -> Path:
-    """Train on query groups and save the full model (LoRA merged) + tokenizer + ``reasonrank.json``; with a
-    dev fold, the best checkpoint by dev nDCG@10."""
+    """Train on query groups and save the model (with ``use_lora``, its adapter) + tokenizer +
+    ``reasonrank.json``; with a dev fold, the best checkpoint by dev nDCG@10."""
     torch = require("torch", "train")
     torch.manual_seed(cfg.seed)
     device = _device(cfg, torch)
@@ -259,8 +259,7 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
     examples = read_examples(cfg.train_file or "", labels=cfg.label_scale, clip_labels=cfg.clip_labels,
                              max_examples=cfg.max_examples)
     groups = _groups(cfg, examples)
-    model = load_model(cfg.model or "", dtype=_dtype(cfg, torch, device), load_in_4bit=cfg.load_in_4bit)
-    peft_cfg = lora_config(cfg)
+    model, peft_cfg = load_trainable(cfg, dtype=_dtype(cfg, torch, device))
     if peft_cfg is not None:
         model = require("peft", "train").get_peft_model(model, peft_cfg)
     if not cfg.load_in_4bit:
@@ -345,8 +344,6 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
         model.load_state_dict(best_state)
         logger.info("score-learn: keeping the best dev checkpoint (step %d, nDCG@10 %.4f)", best[1], best[0])
     model.eval()
-    if peft_cfg is not None:
-        model = model.merge_and_unload()
     out = Path(cfg.output_dir or "")
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(str(out), safe_serialization=True)

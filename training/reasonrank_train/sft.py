@@ -16,7 +16,7 @@ from reasonrank._deps import require
 
 from .config import ConfigError, LoraFields, ModelFields, _h
 from .data import read_examples, sft_rows
-from .modeling import load_model, load_tokenizer, lora_config, write_meta
+from .modeling import load_tokenizer, load_trainable, write_meta
 
 __all__ = ["SFTRunConfig", "run_sft", "torch_dtype"]
 
@@ -62,9 +62,9 @@ def run_sft(cfg: SFTRunConfig) -> Path:
                              require_explanations=cfg.mode == "reasoning", max_examples=cfg.max_examples)
     rows = sft_rows(tok, examples, mode=cfg.mode, labels=cfg.label_scale, max_doc_tokens=cfg.max_doc_tokens)
     logger.info("sft: %d examples (%s mode) from %s", len(rows), cfg.mode, cfg.train_file)
-    model = load_model(cfg.model or "", dtype=torch_dtype(cfg), load_in_4bit=cfg.load_in_4bit)
+    model, peft_cfg = load_trainable(cfg, dtype=torch_dtype(cfg))
     trainer = trl.SFTTrainer(model=model, args=cfg, train_dataset=datasets.Dataset.from_list(rows),
-                             processing_class=tok, peft_config=lora_config(cfg))
+                             processing_class=tok, peft_config=peft_cfg)
     trainer.train()
     out = Path(cfg.output_dir or "")
     trainer.save_model(str(out))

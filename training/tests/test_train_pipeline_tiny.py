@@ -108,6 +108,46 @@ def test_sft_lora_adapter_is_merged_by_export(tiny_model_dir, explained_file, tm
     assert [r.index for r in got] == [0, 1] and all(r.raw_output.startswith("Explanation:") for r in got)
 
 
+def test_one_lora_adapter_runs_through_every_stage_and_ships_unmerged(tiny_model_dir, explained_file, qrels_file,
+                                                                      tmp_path, cfg, monkeypatch):
+    """sft -> grpo -> score-learn continue one adapter; export (merge: false) writes that adapter, which
+    ReasoningReranker resolves by merging it onto its base, scoring exactly as the merged export does."""
+    import torch
+    from reasonrank_train.grpo import run_grpo
+    from reasonrank_train.score_learn import run_score_learn
+    from reasonrank_train.sft import run_sft
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("REASONRANK_CACHE", str(tmp_path / "cache"))
+    lora = {"use_lora": True, "lora_r": 4, "lora_alpha": 8}
+    sft = run_sft(cfg("sft", model=str(tiny_model_dir), train_file=str(explained_file), output_dir=str(tmp_path / "s"),
+                      mode="reasoning", max_steps=2, per_device_train_batch_size=2, learning_rate=5e-2, **lora,
+                      **TRAIN))
+    grpo = run_grpo(cfg("grpo", model=str(sft), train_file=str(qrels_file), output_dir=str(tmp_path / "g"),
+                        mode="direct", max_steps=1, per_device_train_batch_size=4, num_generations=4,
+                        max_completion_length=4, learning_rate=5e-2, temperature=1.5, **lora, **TRAIN))
+    score = run_score_learn(cfg("score-learn", model=str(grpo), train_file=str(qrels_file),
+                                output_dir=str(tmp_path / "sl"), max_steps=2, group_size=3, learning_rate=5e-2,
+                                use_cpu=True, max_doc_tokens=64, clip_labels=True, label_scale=[0, 1], **lora))
+    adapters = [load_file(str(d / "adapter_model.safetensors")) for d in (sft, grpo, score)]
+    assert adapters[0].keys() == adapters[2].keys(), "later stages must continue the first adapter, not add one"
+    assert any(not torch.equal(adapters[0][k], adapters[2][k]) for k in adapters[0])
+    acfg = json.loads((score / "adapter_config.json").read_text())
+    assert acfg["base_model_name_or_path"] == str(tiny_model_dir)
+    assert [s["stage"] for s in read_meta(score)["stages"]] == ["sft", "grpo", "score_learn"]
+
+    shipped = run_export(cfg("export", model=str(score), output_dir=str(tmp_path / "ship"), merge=False,
+                             dtype="float32", verify=False))
+    merged = run_export(cfg("export", model=str(score), output_dir=str(tmp_path / "full"), verify=False))
+    assert not (Path(shipped.path) / "model.safetensors").exists()
+    assert (Path(shipped.path) / "adapter_model.safetensors").is_file()
+    docs = ["Yeast makes gas.", "Volcanoes erupt.", "Bread rises when warm."]
+    with ReasoningReranker(shipped.path, device="cpu") as a, ReasoningReranker(merged.path, device="cpu") as b:
+        assert a.mode == "direct" and a.labels == (0, 1)
+        got, want = a.score("how does bread rise", docs), b.score("how does bread rise", docs)
+    assert [r.score for r in got] == pytest.approx([r.score for r in want], abs=1e-4)
+
+
 @pytest.mark.parametrize("mode", ["direct", "reasoning"])
 def test_grpo_changes_weights(mode, sft_direct, sft_reasoning, qrels_file, explained_file, tmp_path, cfg, changed):
     from reasonrank_train.grpo import run_grpo

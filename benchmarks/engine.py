@@ -1,0 +1,195 @@
+#!/usr/bin/env python
+"""The engine table: first stages vs trained rerankers (each stage, direct and reasoning mode, fused) on the
+dev folds that ``reasonrank-train data`` builds (never on fanout-final-test).
+
+For every fold: BM25, dense and their union (the runs the data builder wrote), then each ``--system``
+reranking the top ``--depth`` of the ``--first-stage`` run in each ``--modes`` mode. Model scores are cached
+per query in ``--out`` (a rerun resumes), so adding a system or a mode only scores what is new. The fusion
+weight (``ReasoningReranker(fusion_weight=...)``) is tuned on ``--tune-fold``: its own figure there is
+cross-fitted (weight tuned on one half of the queries, measured on the other, both ways), and the weight
+tuned on the whole fold is applied unchanged to the other folds.
+
+Example (the docs/benchmarks.md table)::
+
+    python benchmarks/engine.py --system zero-shot=smollm2-local --system sft=runs/reasonrank-tiny/sft \\
+        --system sft+grpo=runs/reasonrank-tiny/grpo --system shipped=reasonrank-tiny --modes direct
+    python benchmarks/engine.py --system sft=runs/reasonrank-tiny/sft ... --modes reasoning --max-queries 20 --depth 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from reasonrank import ReasoningReranker
+from reasonrank.evaluation import Collection, evaluate, load_beir, read_trec_run
+from reasonrank.fusion import fuse_scores, tune_fusion_weight
+
+MEASURES = ("nDCG@10", "R@10")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--system", action="append", default=[], metavar="NAME=MODEL",
+                   help="a reranker to evaluate: a label and a model (alias, folder or adapter folder)")
+    p.add_argument("--fold", action="append", type=Path, metavar="DIR",
+                   help="dev fold folders (default: data/built/fanout-vital-dev and data/built/python-faq-dev)")
+    p.add_argument("--split", default="dev")
+    p.add_argument("--first-stage", default="dense", help="run of each fold to rerank: runs/<name>.trec")
+    p.add_argument("--depth", type=int, default=30, help="documents reranked per query")
+    p.add_argument("--modes", default="direct", help="comma-separated: direct, reasoning")
+    p.add_argument("--max-queries", type=int, default=0, help="first N queries per fold by sorted id (0: all)")
+    p.add_argument("--max-doc-tokens", type=int, default=160)
+    p.add_argument("--max-new-tokens", type=int, default=96, help="reasoning mode: explanation budget")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--tune-fold", default="fanout-vital-dev", help="fold the fusion weight is tuned on")
+    p.add_argument("--out", type=Path, default=Path("runs/engine"), help="score cache and summary.json")
+    args = p.parse_args(argv)
+    args.fold = args.fold or [Path("data/built/fanout-vital-dev"), Path("data/built/python-faq-dev")]
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bad = [m for m in args.modes if m not in ("direct", "reasoning")]
+    if bad:
+        p.error(f"--modes: unknown mode {bad[0]!r}; use direct, reasoning or both")
+    systems = []
+    for spec in args.system:
+        name, sep, model = spec.partition("=")
+        if not sep or not name or not model:
+            p.error(f"--system {spec!r}: write NAME=MODEL, e.g. --system shipped=reasonrank-tiny")
+        systems.append((name, model))
+    args.system = systems
+    return args
+
+
+def _subset(fold: Collection, run: dict[str, dict[str, float]], n: int) -> list[str]:
+    qids = sorted(q for q in fold.qrels if q in run and any(r > 0 for r in fold.qrels[q].values()))
+    return qids[:n] if n else qids
+
+
+def _head(run_q: dict[str, float], depth: int) -> list[str]:
+    return sorted(run_q, key=lambda d: -run_q[d])[:depth]
+
+
+def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[str, float]], qids: list[str],
+                 depth: int, cache: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], float]:
+    """Model judgments ``{qid: {docid: row}}`` of the top ``depth`` of each query; cached per query."""
+    done: dict[str, dict[str, dict[str, Any]]] = {}
+    if cache.is_file():
+        for line in cache.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            done.setdefault(row["qid"], {})[row["docid"]] = row
+    seconds, docs = 0.0, 0
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with cache.open("a", encoding="utf-8") as fh:
+        for q in qids:
+            head = _head(run[q], depth)
+            if q in done and set(head) <= set(done[q]):
+                continue
+            started = time.perf_counter()
+            results = rr.score(fold.queries[q], [fold.corpus[d] for d in head])
+            seconds += time.perf_counter() - started
+            docs += len(head)
+            done[q] = {}
+            for d, r in zip(head, results):
+                row = {"qid": q, "docid": d, "score": r.score, "label": r.label, "parse_ok": r.parse_ok,
+                       "error": r.error, "explanation": r.explanation}
+                done[q][d] = row
+                fh.write(json.dumps(row) + "\n")
+            fh.flush()
+    return done, (docs / seconds if seconds else float("nan"))
+
+
+def _reranked(judged: dict[str, dict[str, dict[str, Any]]], run: dict[str, dict[str, float]], depth: int,
+              weight: float | None) -> dict[str, dict[str, float]]:
+    """The run the reranker returns: judged head by (fused) score, the rest of the first stage below."""
+    out: dict[str, dict[str, float]] = {}
+    for q, rows in judged.items():
+        head = _head(run[q], depth)
+        model = [rows[d]["score"] for d in head]
+        scores = model if weight is None else fuse_scores(model, [run[q][d] for d in head], weight)
+        out[q] = {d: s - 1e-9 * i for i, (d, s) in enumerate(zip(head, scores))}
+        out[q].update({d: -1.0 - i for i, d in enumerate(_head(run[q], len(run[q]))[depth:])})
+    return out
+
+
+def _cross_fitted(qrels: dict, run: dict, judged: dict, depth: int) -> float:
+    """nDCG@10 of fusion with the weight tuned on the other half of the queries (by a hash of the id)."""
+    halves = [{q for q in judged if int(hashlib.sha1(q.encode()).hexdigest(), 16) % 2 == h} for h in (0, 1)]
+    scores: dict[str, float] = {}
+    for tune, test in (halves, halves[::-1]):
+        if not tune or not test:
+            continue
+        model = {q: {d: judged[q][d]["score"] for d in _head(run[q], depth)} for q in tune}
+        weight, _ = tune_fusion_weight({q: qrels[q] for q in tune}, {q: run[q] for q in tune}, model)
+        _, per_q = evaluate({q: qrels[q] for q in test}, _reranked({q: judged[q] for q in test}, run, depth, weight),
+                            ["nDCG@10"])
+        scores.update({q: v["nDCG@10"] for q, v in per_q.items()})
+    return sum(scores.values()) / len(scores) if scores else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    folds = {f.name: (load_beir(f, args.split, name=f.name), f) for f in args.fold}
+    if args.tune_fold not in folds:
+        sys.exit(f"--tune-fold {args.tune_fold!r} is not one of the folds ({', '.join(folds)})")
+    rows: list[dict[str, Any]] = []
+    weights: dict[tuple[str, str], float] = {}
+    order = [args.tune_fold, *[n for n in folds if n != args.tune_fold]]
+    for fname in order:
+        fold, path = folds[fname]
+        first = read_trec_run(path / "runs" / f"{args.first_stage}.trec")
+        qids = _subset(fold, first, args.max_queries)
+        qrels = {q: fold.qrels[q] for q in qids}
+        for name in ("bm25", "dense", "union"):
+            f = path / "runs" / f"{name}.trec"
+            if f.is_file():
+                agg, _ = evaluate(qrels, read_trec_run(f), MEASURES)
+                rows.append({"fold": fname, "system": name, "mode": "first stage", "queries": len(qids), **agg})
+        for sname, model in args.system:
+            for mode in args.modes:
+                with ReasoningReranker(model, mode=mode, max_doc_tokens=args.max_doc_tokens,
+                                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size) as rr:
+                    judged, dps = score_system(rr, fold, first, qids, args.depth,
+                                               args.out / fname / f"{sname}-{mode}-{args.first_stage}.jsonl")
+                judged = {q: judged[q] for q in qids}
+                agg, _ = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
+                flat = [r for q in judged.values() for r in q.values()]
+                row = {"fold": fname, "system": sname, "mode": mode, "queries": len(qids), **agg,
+                       "docs_per_s": round(dps, 2),
+                       "parse_rate": sum(r["parse_ok"] for r in flat) / len(flat),
+                       "errors": sum(bool(r["error"]) for r in flat)}
+                model_scores = {q: {d: judged[q][d]["score"] for d in _head(first[q], args.depth)} for q in qids}
+                if fname == args.tune_fold:
+                    weights[(sname, mode)], _ = tune_fusion_weight(qrels, {q: first[q] for q in qids}, model_scores)
+                    row["fused_nDCG@10"] = _cross_fitted(qrels, first, judged, args.depth)
+                elif (sname, mode) in weights:
+                    fused, _ = evaluate(qrels, _reranked(judged, first, args.depth, weights[(sname, mode)]),
+                                        ["nDCG@10"])
+                    row["fused_nDCG@10"] = fused["nDCG@10"]
+                row["fusion_weight"] = weights.get((sname, mode))
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "summary.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                       "rows": rows}, indent=2), encoding="utf-8")
+    print(f"\nfirst stage: {args.first_stage}, depth {args.depth}; fusion weight tuned on {args.tune_fold} "
+          "(cross-fitted there)\n")
+    print("| fold | system | mode | queries | nDCG@10 | R@10 | fused nDCG@10 (weight) | parse rate | docs/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        fused = f"{r['fused_nDCG@10']:.3f} ({r['fusion_weight']})" if r.get("fused_nDCG@10") is not None else ""
+        extra = (f"{r['parse_rate']:.1%} | {r['docs_per_s']}" if "parse_rate" in r else " | ")
+        print(f"| {r['fold']} | {r['system']} | {r['mode']} | {r['queries']} | {r['nDCG@10']:.3f} | "
+              f"{r['R@10']:.3f} | {fused} | {extra} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

