@@ -49,11 +49,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-doc-tokens", type=int, default=160)
     p.add_argument("--max-new-tokens", type=int, default=96, help="reasoning mode: explanation budget")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--labels", default="0,1", help="label scale of every system (the trained models' is 0,1)")
     p.add_argument("--tune-fold", default="fanout-vital-dev", help="fold the fusion weight is tuned on")
     p.add_argument("--out", type=Path, default=Path("runs/engine"), help="score cache and summary.json")
     args = p.parse_args(argv)
     args.fold = args.fold or [Path("data/built/fanout-vital-dev"), Path("data/built/python-faq-dev")]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    args.labels = tuple(int(x) for x in args.labels.split(","))
     bad = [m for m in args.modes if m not in ("direct", "reasoning")]
     if bad:
         p.error(f"--modes: unknown mode {bad[0]!r}; use direct, reasoning or both")
@@ -154,8 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"fold": fname, "system": name, "mode": "first stage", "queries": len(qids), **agg})
         for sname, model in args.system:
             for mode in args.modes:
-                with ReasoningReranker(model, mode=mode, max_doc_tokens=args.max_doc_tokens,
-                                       max_new_tokens=args.max_new_tokens, batch_size=args.batch_size) as rr:
+                with ReasoningReranker(model, mode=mode, label_scale=args.labels,
+                                       max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
+                                       batch_size=args.batch_size) as rr:
                     judged, dps = score_system(rr, fold, first, qids, args.depth,
                                                args.out / fname / f"{sname}-{mode}-{args.first_stage}.jsonl")
                 judged = {q: judged[q] for q in qids}

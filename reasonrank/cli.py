@@ -93,12 +93,29 @@ def _build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--dtype", default=None)
     rr.add_argument("--backend-opt", action="append", default=[], metavar="KEY=VALUE",
                     help="backend option (JSON-parsed when possible), repeatable, e.g. base_url=http://...")
+    rr.add_argument("--explain", action="store_true",
+                    help="direct mode: rank by the label probabilities (fast), then have the model explain each "
+                         "shown result with the reasoning prompt (one generation per shown document)")
     rr.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     rr.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
     from .serve.config import add_serve_parser  # light: no FastAPI import
 
     add_serve_parser(sub)
     return ap
+
+
+def _explain(reranker: Any, args: argparse.Namespace, docs: Sequence[Any], results: Sequence[Any]) -> list[Any]:
+    """Attach a reasoning-mode explanation to each ranked result; the rank, score and label stay the direct
+    mode's (the explanation's own verdict is in ``raw_output``)."""
+    import dataclasses
+
+    from .reranker import ReasoningReranker
+
+    explainer = ReasoningReranker(backend=reranker.backend, mode="reasoning", label_scale=reranker.labels,
+                                  max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
+                                  batch_size=args.batch_size)
+    judged = explainer.score(args.query, list(docs))
+    return [dataclasses.replace(r, explanation=j.explanation, raw_output=j.raw_output) for r, j in zip(results, judged)]
 
 
 def _table(results: Sequence[Any], mode: str) -> str:
@@ -161,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             docs, order = bm25_first_stage(args.query, docs, args.first_stage_k)
             lines = [lines[i] for i in order]
         results = reranker.rank(args.query, docs, top_k=args.top_k)
+        if args.explain and reranker.mode == "direct":
+            results = _explain(reranker, args, [docs[r.index] for r in results], results)
     except (DocsFileError, ValueError, TypeError, OSError, MissingDependencyError, ParseError) as exc:
         # a document's list index -> its line in the file
         msg = re.sub(r"docs\[(\d+)\]", lambda m: f"{name}:{lines[int(m.group(1))]}" if int(m.group(1)) < len(lines)
@@ -174,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               "first_stage_score": r.first_stage_score, "explanation": r.explanation,
                               "parse_ok": r.parse_ok, "truncated": r.truncated, "text": r.text}))
     else:
-        print(_table(results, reranker.mode))
+        print(_table(results, "reasoning" if any(r.explanation for r in results) else reranker.mode))
     return 0
 
 

@@ -57,14 +57,22 @@ def test_empty_query_is_rejected(tiny_model_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_readme_main_job_on_smollm2() -> None:
-    """The README's main job: reasoning mode, offline, on the bundled sample and the local SmolLM2 GGUF."""
-    p = _run("rerank", "--model", "smollm2-local", "--query", "how does BM25 score documents", "--docs",
-             str(SAMPLE), "--top-k", "3", "--max-new-tokens", "48")
+def test_readme_main_job_with_the_shipped_model() -> None:
+    """The README's main job (scripts/demo.sh without its setup): BM25 over the bundled sample, reranked by
+    the default model and explained: the BM25 definition first, pasta and injection below the on-topic ones."""
+    cmd = (ROOT / "scripts" / "demo.sh").read_text().split("reasonrank rerank", 1)[1]
+    args = cmd.replace("\\\n", " ").replace('"$@"', "").split()
+    query = "how does BM25 score documents"
+    assert args[:2] == ["--query", '"how'] and "--first-stage" in args and "--explain" in args
+    rest = args[args.index("--docs"):]
+    p = _run("rerank", "--query", query, *rest)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.splitlines()
     assert lines[0].split()[:5] == ["rank", "score", "label", "id", "explanation"]
-    assert [ln.split()[0] for ln in lines[2:]] == ["1", "2", "3"]
+    ids = [ln.split()[3] for ln in lines[2:]]
+    assert len(ids) == 12 and ids[0] == "bm25-def", p.stdout
+    on_topic = max(ids.index(d) for d in ("bm25-def", "saturation", "lucene", "tfidf", "inverted-index"))
+    assert ids.index("pasta") > on_topic and ids.index("injection") > on_topic, p.stdout
 
 
 def test_model_defaults_come_from_reasonrank_json(tiny_model_dir: Path, tmp_path: Path) -> None:
@@ -111,3 +119,14 @@ def test_first_stage_and_fusion_flags(tiny_model_dir: Path) -> None:
     p = _run("rerank", "--model", str(tiny_model_dir), "--query", "q", "--docs", search, "--mode", "direct",
              "--fusion-weight", "0.5")
     assert p.returncode == 2 and "has no first-stage score" in p.stderr and "search-sample.jsonl:1" in p.stderr
+
+
+def test_explain_keeps_the_direct_ranking_and_adds_explanations(tiny_model_dir: Path) -> None:
+    common = ["rerank", "--model", str(tiny_model_dir), "--query", "what is bm25", "--docs", str(SAMPLE),
+              "--mode", "direct", "--json", "--top-k", "2"]
+    plain = [json.loads(line) for line in _run(*common).stdout.splitlines()]
+    p = _run(*common, "--explain", "--max-new-tokens", "8")
+    assert p.returncode == 0, p.stderr
+    explained = [json.loads(line) for line in p.stdout.splitlines()]
+    assert [(r["id"], r["score"]) for r in explained] == [(r["id"], r["score"]) for r in plain]
+    assert all(r["explanation"] is not None for r in explained) and all(r["explanation"] is None for r in plain)

@@ -284,6 +284,10 @@ class ScoreLearnConfig(ModelFields, LoraFields):
             raise ConfigError("nothing to train: set max_steps > 0 or num_train_epochs > 0")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        if self.fusion_weight is not None and (isinstance(self.fusion_weight, bool) or
+                                               not isinstance(self.fusion_weight, (int, float)) or
+                                               not 0 <= self.fusion_weight <= 1):
+            raise ConfigError(f"fusion_weight must be a number in [0, 1] or null, got {self.fusion_weight!r}")
         _check_labels_consecutive(self.label_scale, "score_learn.label_scale")
 
 
@@ -347,6 +351,8 @@ class ExportConfig:
     dtype: str = _h("Saved dtype: 'auto' (as trained), 'float32', 'bfloat16', 'float16'.", "auto")
     name: str | None = _h("Model name in the card (None: the output folder name).", None)
     verify: bool = _h("Load the export in ReasoningReranker and score one pair before finishing.", True)
+    fusion_weight: float | None = _h("Score-fusion weight recorded in reasonrank.json as the model's default "
+                                     "(tune it on a dev fold: benchmarks/engine.py); None: no fusion default.", None)
     merge: bool = _h("Merge a LoRA adapter into its base (a plain checkpoint); false: export the adapter itself "
                      "(a few MB, resolved onto its base by ReasoningReranker; how reasonrank-tiny ships).", True)
 
@@ -363,6 +369,10 @@ class ExportConfig:
             self.label_scale = check_label_scale(self.label_scale)
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        if self.fusion_weight is not None and (isinstance(self.fusion_weight, bool) or
+                                               not isinstance(self.fusion_weight, (int, float)) or
+                                               not 0 <= self.fusion_weight <= 1):
+            raise ConfigError(f"fusion_weight must be a number in [0, 1] or null, got {self.fusion_weight!r}")
 
 
 # ---------------------------------------------------------------------------------------------- loading

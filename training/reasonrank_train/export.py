@@ -111,6 +111,8 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     tok.save_pretrained(str(tmp))
     name = cfg.name or out.name
     meta = {**meta, "mode": mode, "label_scale": list(scale)}
+    if cfg.fusion_weight is not None:
+        meta["fusion_weight"] = cfg.fusion_weight
     (tmp / "README.md").write_text(model_card(name=name, mode=mode, label_scale=scale, meta=meta), encoding="utf-8")
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if out.exists():
@@ -133,11 +135,13 @@ def _export_adapter(cfg: ExportConfig, src: Path, out: Path, *, mode: str, scale
     if cfg.dtype != "auto":
         tensors = {k: v.to(getattr(torch, cfg.dtype)).contiguous() for k, v in tensors.items()}
     st.save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-    for f in src.iterdir():
-        if f.name != "adapter_model.safetensors" and f.is_file() and f.name != "README.md":
-            shutil.copy2(f, tmp / f.name)
+    # the adapter alone: the tokenizer is the base's (training never changes it), and training_args.bin is a
+    # pickle that has no place in a shipped model
+    shutil.copy2(src / "adapter_config.json", tmp / "adapter_config.json")
     name = cfg.name or out.name
     meta = {**meta, "mode": mode, "label_scale": list(scale)}
+    if cfg.fusion_weight is not None:
+        meta["fusion_weight"] = cfg.fusion_weight
     (tmp / "README.md").write_text(model_card(name=name, mode=mode, label_scale=scale, meta=meta), encoding="utf-8")
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if out.exists():

@@ -137,7 +137,10 @@ def test_one_lora_adapter_runs_through_every_stage_and_ships_unmerged(tiny_model
     assert [s["stage"] for s in read_meta(score)["stages"]] == ["sft", "grpo", "score_learn"]
 
     shipped = run_export(cfg("export", model=str(score), output_dir=str(tmp_path / "ship"), merge=False,
-                             dtype="float32", verify=False))
+                             dtype="float32", verify=False, fusion_weight=0.25))
+    assert sorted(f.name for f in Path(shipped.path).iterdir()) == \
+        ["README.md", "adapter_config.json", "adapter_model.safetensors", "reasonrank.json"]
+    assert read_meta(shipped.path)["fusion_weight"] == 0.25
     merged = run_export(cfg("export", model=str(score), output_dir=str(tmp_path / "full"), verify=False))
     assert not (Path(shipped.path) / "model.safetensors").exists()
     assert (Path(shipped.path) / "adapter_model.safetensors").is_file()

@@ -39,7 +39,7 @@ class ReasoningReranker(BaseDocumentCompressor):
 
     model: str = reasonrank.DEFAULT_MODEL
     """Model for ``reasonrank.ReasoningReranker`` (hub id, local dir, ``.gguf``, ``"smollm2-local"``)."""
-    mode: Literal["reasoning", "direct"] = "reasoning"
+    mode: Literal["reasoning", "direct"] | None = None  # None: the model's reasonrank.json (else reasoning)
     """``"reasoning"`` (explain, then grade) or ``"direct"`` (grade only)."""
     top_n: int | None = Field(default=3, ge=1)
     """Number of documents to return; None returns all, reranked."""

@@ -34,7 +34,8 @@ class ReasoningRerank(BaseNodePostprocessor):
     Args:
         top_n: Number of nodes to return.
         model: Model for ``reasonrank.ReasoningReranker`` (hub id, local dir, ``.gguf``, ``"smollm2-local"``).
-        mode: ``"reasoning"`` (explain, then grade) or ``"direct"`` (grade only).
+        mode: ``"reasoning"`` (explain, then grade) or ``"direct"`` (grade only); None: the model's own
+            (``reasonrank.json``; the shipped default model is direct).
         keep_retrieval_score: Keep the retriever's score in ``metadata["retrieval_score"]``.
         reranker: A ready ``reasonrank.ReasoningReranker`` to use (and share); built lazily when None.
         reranker_kwargs: More ``ReasoningReranker`` options (backend, batch_size, max_new_tokens,
@@ -48,7 +49,8 @@ class ReasoningRerank(BaseNodePostprocessor):
     """
 
     model: str = Field(default=reasonrank.DEFAULT_MODEL, description="reasonrank model name or path.")
-    mode: Literal["reasoning", "direct"] = Field(default="reasoning", description="Judging mode.")
+    mode: Literal["reasoning", "direct"] | None = Field(
+        default=None, description="Judging mode; None: the model's own (reasonrank.json).")
     top_n: int = Field(default=5, ge=1, description="Number of nodes to return sorted by score.")
     keep_retrieval_score: bool = Field(default=False, description="Keep the retrieval score in metadata.")
     reranker_kwargs: dict[str, Any] = Field(
@@ -63,7 +65,7 @@ class ReasoningRerank(BaseNodePostprocessor):
         *,
         top_n: int = 5,
         model: str | None = None,
-        mode: Literal["reasoning", "direct"] = "reasoning",
+        mode: Literal["reasoning", "direct"] | None = None,
         keep_retrieval_score: bool = False,
         reranker: reasonrank.ReasoningReranker | None = None,
         reranker_kwargs: dict[str, Any] | None = None,

@@ -53,7 +53,7 @@ class ReasoningRanker:
         model: str = DEFAULT_MODEL,
         reranker: ReasoningReranker | None = None,
         backend: str = "transformers",
-        mode: Literal["reasoning", "direct"] = "reasoning",
+        mode: Literal["reasoning", "direct"] | None = None,
         device: ComponentDevice | None = None,
         api_key: Secret | None = None,
         batch_size: int = 8,
@@ -72,7 +72,8 @@ class ReasoningRanker:
             reranker: A ready reranker to use (and share) instead of building one; such a component cannot be
                 serialized.
             backend: reasonrank backend name: ``"transformers"``, ``"vllm"`` or ``"openai"``.
-            mode: ``"reasoning"`` (explain, then grade) or ``"direct"`` (grade only, one forward pass).
+            mode: ``"reasoning"`` (explain, then grade) or ``"direct"`` (grade only, one forward pass); None:
+                the model's own (``reasonrank.json``; the shipped default model is direct).
             device: Device for local backends; auto-detected when None.
             api_key: API key of a served model (``backend="openai"``), passed to the backend as ``api_key``.
             batch_size: Documents per engine batch.
