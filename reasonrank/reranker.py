@@ -280,7 +280,7 @@ class ReasoningReranker:
         if not documents:
             return []
         per_doc = list(queries) if len(queries) > 1 else [queries[0]] * len(documents)
-        fuse = fuse and self.fusion_weight is not None
+        fuse = fuse and bool(self.fusion_weight)  # None or 0: the model score alone
         if fuse:
             missing = [i for i, d in enumerate(documents) if d.first_stage_score is None]
             if len(missing) == len(documents) and not self._fusion_required:

@@ -206,13 +206,27 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         with torch.inference_mode(), self._progress(len(batches), "scoring") as bar:
             for batch in batches:
                 enc = self._batch_tensors([seqs[i] for i in batch])
-                kw = {self._keep_kw: 1} if self._keep_kw else {}
-                logits = self.model(**enc, use_cache=False, **kw).logits[:, -1, :]
-                lp = torch.log_softmax(logits.float(), dim=-1).index_select(-1, index).cpu().tolist()
+                lp = self._last_logprobs(enc).index_select(-1, index).cpu().tolist()
                 for row, i in enumerate(batch):
                     out[i] = per_label_logprobs(flat, lp[row])
                 bar.update(1)
         return out
+
+    def _last_logprobs(self, enc: Any) -> Any:
+        """fp32 next-token log-probabilities at the last position. In bf16/fp16 the head's logits are
+        quantised (steps of 0.06 at magnitude 16), which ties the label probabilities of different
+        documents; so the final hidden state goes through the output head in fp32 (one row per document)."""
+        torch = self.torch
+        kw = {self._keep_kw: 1} if self._keep_kw else {}
+        if self.dtype == torch.float32:
+            return torch.log_softmax(self.model(**enc, use_cache=False, **kw).logits[:, -1, :].float(), dim=-1)
+        out = self.model(**enc, use_cache=False, output_hidden_states=True, **kw)
+        head = self.model.get_output_embeddings()
+        hidden = out.hidden_states[-1][:, -1, :].float()
+        logits = hidden @ head.weight.float().T
+        if getattr(head, "bias", None) is not None:
+            logits = logits + head.bias.float()
+        return torch.log_softmax(logits, dim=-1)
 
     def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
                  max_new_tokens: int) -> list[Generation]:
