@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-doc-tokens", type=int, default=160)
     p.add_argument("--max-new-tokens", type=int, default=96, help="reasoning mode: explanation budget")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", default="bfloat16", help="model dtype (bf16: ~1.7x faster on CPUs with native bf16)")
     p.add_argument("--labels", default="0,1", help="label scale of every system (the trained models' is 0,1)")
     p.add_argument("--tune-fold", default="fanout-vital-dev", help="fold the fusion weight is tuned on")
     p.add_argument("--out", type=Path, default=Path("runs/engine"), help="score cache and summary.json")
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in args.modes:
                 with ReasoningReranker(model, mode=mode, label_scale=args.labels,
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
-                                       batch_size=args.batch_size) as rr:
+                                       batch_size=args.batch_size, dtype=args.dtype) as rr:
                     judged, dps = score_system(rr, fold, first, qids, args.depth,
                                                args.out / fname / f"{sname}-{mode}-{args.first_stage}.jsonl")
                 judged = {q: judged[q] for q in qids}

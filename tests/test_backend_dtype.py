@@ -1,18 +1,8 @@
-"""CPU dtype: bf16 where the CPU has it natively, with label probabilities from an fp32 head (no ties)."""
+"""bf16 on CPU: label probabilities from an fp32 head, so documents do not tie."""
 
 from __future__ import annotations
 
-import pytest
-
 from reasonrank import ReasoningReranker
-from reasonrank.backends.hf import cpu_has_bf16
-
-
-def test_auto_dtype_follows_the_cpu(tiny_model_dir):
-    import torch
-
-    with ReasoningReranker(str(tiny_model_dir), mode="direct", device="cpu") as rr:
-        assert rr.backend.dtype == (torch.bfloat16 if cpu_has_bf16() else torch.float32)
 
 
 def test_bf16_scores_are_distinct_and_close_to_fp32(tiny_model_dir):
@@ -25,4 +15,3 @@ def test_bf16_scores_are_distinct_and_close_to_fp32(tiny_model_dir):
     # bf16 changes the network's activations, not just the head: measured max |diff| 0.047 on the shipped
     # model over the demo sample; the tiny random model stays well inside this bound
     assert max(abs(x - y) for x, y in zip(a, b)) < 0.05
-    assert a != pytest.approx([round(x, 1) for x in a], abs=1e-9)

@@ -80,7 +80,7 @@ def _pick_dtype(torch: Any, device: str, dtype: Any) -> Any:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.startswith("mps"):
         return torch.float16
-    return torch.bfloat16 if cpu_has_bf16() else torch.float32
+    return torch.float32
 
 
 class TransformersBackend(LocalTokenizerMixin, Backend):
@@ -91,8 +91,9 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
             loaded ``PreTrainedModel`` (then ``tokenizer`` is required; device/dtype moves are not applied).
         tokenizer: The tokenizer of an already loaded model.
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; auto-detected when None (logged once).
-        dtype: torch dtype or its name; auto: bf16 on GPUs that support it, fp16 on other GPUs; on CPU bf16
-            where the CPU computes it natively (:func:`cpu_has_bf16`: ~1.7x faster), else fp32.
+        dtype: torch dtype or its name; auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU
+            (``"bfloat16"`` is ~1.7x faster on CPUs with native bf16, see :func:`cpu_has_bf16`; its label
+            probabilities come from an fp32 head, so they do not tie).
         batch_size: Documents per forward/generate batch.
         trust_remote_code: Allow model repositories' own code (off unless asked).
         revision: Hub revision to pin.

@@ -284,10 +284,6 @@ class ScoreLearnConfig(ModelFields, LoraFields):
             raise ConfigError("nothing to train: set max_steps > 0 or num_train_epochs > 0")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
-        if self.fusion_weight is not None and (isinstance(self.fusion_weight, bool) or
-                                               not isinstance(self.fusion_weight, (int, float)) or
-                                               not 0 <= self.fusion_weight <= 1):
-            raise ConfigError(f"fusion_weight must be a number in [0, 1] or null, got {self.fusion_weight!r}")
         _check_labels_consecutive(self.label_scale, "score_learn.label_scale")
 
 
