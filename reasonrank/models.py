@@ -7,6 +7,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "shipped_model_dir", "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B", "SPLIT_GGUF_MODELS",
            "resolve_model", "smollm2_gguf_path", "split_gguf_path", "cache_dir", "gguf_cache_path", "convert_gguf",
@@ -153,11 +154,18 @@ def merge_adapter(adapter: str | Path) -> Path:
     net = peft.PeftModel.from_pretrained(net, str(adapter)).merge_and_unload()
     tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base)
     tok = tf.AutoTokenizer.from_pretrained(str(tok_src))
+    meta = adapter / META_FILE
+    return _save_to_cache(net, tok, out, extra={META_FILE: meta.read_bytes()} if meta.is_file() else None)
+
+
+def _save_to_cache(model: Any, tok: Any, out: Path, *, extra: dict[str, bytes] | None = None) -> Path:
+    """Save a model + tokenizer (+ extra files) as safetensors into the cache entry ``out``, atomically: a
+    per-process staging folder is renamed into place; when another process got there first, theirs stays."""
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    net.save_pretrained(tmp, safe_serialization=True)
+    model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    if (adapter / META_FILE).is_file():
-        (tmp / META_FILE).write_bytes((adapter / META_FILE).read_bytes())
+    for name, data in (extra or {}).items():
+        (tmp / name).write_bytes(data)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp.replace(out)
@@ -220,17 +228,7 @@ def convert_gguf(gguf: str | Path, target: str | Path | None = None, *, trust_re
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.replace(out)
-    except OSError:  # another process won the race: keep theirs
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    return _save_to_cache(model, tok, out)
 
 
 def read_model_meta(model: str | Path) -> dict:

@@ -112,16 +112,14 @@ class ReasoningReranker:
             template = meta["template"]
         if mode not in ("reasoning", "direct"):
             raise ValueError(f"mode must be 'reasoning' or 'direct', got {mode!r}")
+        self._fusion_required = fusion_weight is not None  # explicit: documents without scores are an error
+        if fusion_weight is None:
+            fusion_weight = meta.get("fusion_weight")  # the model card's default, if any
         if fusion_weight is not None and (isinstance(fusion_weight, bool) or
                                           not isinstance(fusion_weight, (int, float)) or not 0 <= fusion_weight <= 1):
-            raise ValueError(f"fusion_weight must be a number in [0, 1] or None, got {fusion_weight!r}")
-        self._fusion_required = fusion_weight is not None  # explicit: documents without scores are an error
-        if fusion_weight is None and meta.get("fusion_weight") is not None:
-            fusion_weight = meta["fusion_weight"]
-            if isinstance(fusion_weight, bool) or not isinstance(fusion_weight, (int, float)) \
-                    or not 0 <= fusion_weight <= 1:
-                raise ValueError(f"{model}/{META_FILE}: fusion_weight must be a number in [0, 1], got "
-                                 f"{fusion_weight!r}; fix or delete it")
+            where = "" if self._fusion_required else f"{model}/{META_FILE}: "
+            raise ValueError(f"{where}fusion_weight must be a number in [0, 1] or None, got {fusion_weight!r}"
+                             + ("" if self._fusion_required else "; fix or delete it"))
         self.fusion_weight = None if fusion_weight is None else float(fusion_weight)
         if on_parse_error not in ("fallback", "raise", "report"):
             raise ValueError(f"on_parse_error must be 'fallback', 'raise' or 'report', got {on_parse_error!r}")

@@ -104,33 +104,18 @@ def run_export(cfg: ExportConfig) -> ExportResult:
         model = model.to(_save_dtype(cfg, model))
     tok = load_tokenizer(str(src) if (src / "tokenizer_config.json").is_file() else resolve_train_model(
         cfg.base_model or meta.get("base_model", str(src))))
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = _fresh_tmp(out)
     model.save_pretrained(str(tmp), safe_serialization=True)
     tok.save_pretrained(str(tmp))
-    name = cfg.name or out.name
-    meta = {**meta, "mode": mode, "label_scale": list(scale)}
-    if cfg.fusion_weight is not None:
-        meta["fusion_weight"] = cfg.fusion_weight
-    (tmp / "README.md").write_text(model_card(name=name, mode=mode, label_scale=scale, meta=meta), encoding="utf-8")
-    (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
-    logger.info("exported %s (%s mode, labels %s) to %s", src, mode, scale, out)
-    return ExportResult(path=str(out), mode=mode, label_scale=scale, verified_score=_verify(cfg, out, mode, scale))
+    return _finish(cfg, src, tmp, out, mode=mode, scale=scale, meta=meta)
 
 
 def _export_adapter(cfg: ExportConfig, src: Path, out: Path, *, mode: str, scale: tuple[int, ...],
                     meta: dict[str, Any]) -> ExportResult:
-    """Copy a LoRA adapter (weights cast to ``cfg.dtype``), its tokenizer, card and ``reasonrank.json``."""
+    """Copy a LoRA adapter (weights cast to ``cfg.dtype``) with a card and ``reasonrank.json``."""
     torch = require("torch", "train")
     st = require("safetensors.torch", "train")
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    tmp = _fresh_tmp(out)
     tensors = st.load_file(str(src / "adapter_model.safetensors"))
     if cfg.dtype != "auto":
         tensors = {k: v.to(getattr(torch, cfg.dtype)).contiguous() for k, v in tensors.items()}
@@ -138,16 +123,31 @@ def _export_adapter(cfg: ExportConfig, src: Path, out: Path, *, mode: str, scale
     # the adapter alone: the tokenizer is the base's (training never changes it), and training_args.bin is a
     # pickle that has no place in a shipped model
     shutil.copy2(src / "adapter_config.json", tmp / "adapter_config.json")
-    name = cfg.name or out.name
+    return _finish(cfg, src, tmp, out, mode=mode, scale=scale, meta=meta)
+
+
+def _fresh_tmp(out: Path) -> Path:
+    """An empty staging folder next to ``out`` (the export appears at ``out`` only when complete)."""
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def _finish(cfg: ExportConfig, src: Path, tmp: Path, out: Path, *, mode: str, scale: tuple[int, ...],
+            meta: dict[str, Any]) -> ExportResult:
+    """Write the card and ``reasonrank.json`` into the staged export, move it to ``out`` and verify it."""
     meta = {**meta, "mode": mode, "label_scale": list(scale)}
     if cfg.fusion_weight is not None:
         meta["fusion_weight"] = cfg.fusion_weight
-    (tmp / "README.md").write_text(model_card(name=name, mode=mode, label_scale=scale, meta=meta), encoding="utf-8")
+    card = model_card(name=cfg.name or out.name, mode=mode, label_scale=scale, meta=meta)
+    (tmp / "README.md").write_text(card, encoding="utf-8")
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)
-    logger.info("exported adapter %s (%s mode, labels %s, %d tensors) to %s", src, mode, scale, len(tensors), out)
+    logger.info("exported %s (%s mode, labels %s) to %s", src, mode, scale, out)
     return ExportResult(path=str(out), mode=mode, label_scale=scale, verified_score=_verify(cfg, out, mode, scale))
 
 
