@@ -30,6 +30,7 @@ from typing import Any
 from reasonrank import ReasoningReranker
 from reasonrank.evaluation import Collection, evaluate, load_beir, read_trec_run
 from reasonrank.fusion import fuse_scores, tune_fusion_weight
+from reasonrank.io import read_jsonl
 
 MEASURES = ("nDCG@10", "R@10")
 
@@ -84,8 +85,7 @@ def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[st
     """Model judgments ``{qid: {docid: row}}`` of the top ``depth`` of each query; cached per query."""
     done: dict[str, dict[str, dict[str, Any]]] = {}
     if cache.is_file():
-        for line in cache.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
+        for _, row in read_jsonl(cache):
             done.setdefault(row["qid"], {})[row["docid"]] = row
     seconds, docs = 0.0, 0
     cache.parent.mkdir(parents=True, exist_ok=True)

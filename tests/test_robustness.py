@@ -103,7 +103,7 @@ def tiny_backend(tiny_model_dir: Path):
             self.seen.extend(prompts)
             return super().label_logprobs(prompts, spec)
 
-    return Recording(str(tiny_model_dir), batch_size=4)
+    return Recording(str(tiny_model_dir), batch_size=4, dtype="float32")  # compared by hand to 1e-5
 
 
 def _manual_label_logprobs(backend, prompt: Prompt, spec: LabelSpec) -> dict[int, float]:

@@ -107,7 +107,10 @@ def _wait_for(cond: Any, timeout: float, what: str) -> None:
 @pytest.fixture(scope="module")
 def direct(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("serve") / "direct.log"
-    with _serve(tiny_model_dir, log, "--mode", "direct", "--max-doc-tokens", "64", "--max-documents", "50",
+    # fp32: answers are compared exactly with in-process scores, and pooled batches pad differently (under bf16
+    # padding moves scores by ~1e-3; tests/test_backend_dtype.py bounds bf16)
+    with _serve(tiny_model_dir, log, "--mode", "direct", "--dtype", "float32", "--max-doc-tokens", "64",
+                "--max-documents", "50",
                 "--max-document-bytes", "4000", "--max-request-bytes", "60000", "--served-model-name", "rr-tiny",
                 "--verbose", key=KEY) as srv:
         yield srv
@@ -116,7 +119,7 @@ def direct(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture(scope="module")
 def ref(tiny_model_dir: Path) -> Iterator[ReasoningReranker]:
     """The same model and settings in-process: what the server must return."""
-    rr = ReasoningReranker(str(tiny_model_dir), mode="direct", device="cpu", max_doc_tokens=64)
+    rr = ReasoningReranker(str(tiny_model_dir), mode="direct", device="cpu", dtype="float32", max_doc_tokens=64)
     yield rr
     rr.close()
 

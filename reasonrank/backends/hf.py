@@ -26,22 +26,38 @@ from ._text import (
 )
 from ._text import label_tokens as label_token_ids  # public name used by training
 from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
+from .dtypes import resolve_dtype
 
-__all__ = ["TransformersBackend", "cpu_has_bf16", "label_token_ids", "length_sorted_batches", "render_prompt"]
+__all__ = ["MIN_SHARED_PREFIX", "TransformersBackend", "cpu_has_bf16", "label_token_ids", "length_sorted_batches", "render_prompt"]
 
 logger = logging.getLogger(__name__)
+MIN_SHARED_PREFIX = 16
+"""Shortest shared prompt prefix (tokens) worth a separate cached forward pass."""
 _DEVICE_LOGGED: set[str] = set()
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), to cut padding.
+def length_sorted_batches(lengths: Sequence[int], batch_size: int,
+                          max_tokens: int | None = None) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), to cut padding: at most
+    ``batch_size`` rows and, with ``max_tokens``, at most that many tokens per batch counting padding
+    (rows x longest row); a row longer than ``max_tokens`` gets a batch of its own.
 
     Example:
         >>> length_sorted_batches([3, 10, 1, 7], 2)
         [[1, 3], [0, 2]]
+        >>> length_sorted_batches([3, 10, 1, 7], 4, max_tokens=16)
+        [[1], [3, 0], [2]]
     """
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    for i in order:
+        cur = batches[-1] if batches else None
+        if cur is None or len(cur) >= batch_size or \
+                (max_tokens is not None and lengths[cur[0]] * (len(cur) + 1) > max_tokens):
+            batches.append([i])
+        else:
+            cur.append(i)
+    return batches
 
 
 def cpu_has_bf16() -> bool:
@@ -70,17 +86,14 @@ def _pick_device(torch: Any, device: str | None) -> str:
 
 
 def _pick_dtype(torch: Any, device: str, dtype: Any) -> Any:
-    if dtype is not None and dtype != "auto":
-        if isinstance(dtype, str):
-            if not hasattr(torch, dtype):
-                raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'bfloat16', 'float16' or 'float32'")
-            return getattr(torch, dtype)
-        return dtype
+    chosen = resolve_dtype(dtype, torch)
+    if chosen is not None:
+        return chosen
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.startswith("mps"):
         return torch.float16
-    return torch.float32
+    return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
 class TransformersBackend(LocalTokenizerMixin, Backend):
@@ -91,35 +104,47 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
             loaded ``PreTrainedModel`` (then ``tokenizer`` is required; device/dtype moves are not applied).
         tokenizer: The tokenizer of an already loaded model.
         device: ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"``; auto-detected when None (logged once).
-        dtype: torch dtype or its name; auto: bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU
-            (``"bfloat16"`` is ~1.7x faster on CPUs with native bf16, see :func:`cpu_has_bf16`; its label
-            probabilities come from an fp32 head, so they do not tie).
-        batch_size: Documents per forward/generate batch.
+        dtype: torch dtype or its name; auto: bf16 on GPUs that support it, fp16 on other GPUs; on CPU bf16
+            where the CPU computes it natively (AVX512-BF16/AMX, :func:`cpu_has_bf16`: ~1.7x faster than fp32
+            there), fp32 elsewhere. Under bf16 the label probabilities come from an fp32 head, so they do
+            not tie; they differ from fp32 by at most a few hundredths (tests/test_backend_dtype.py).
+        batch_size: Most documents per forward/generate batch.
+        max_batch_tokens: Most tokens per batch, padding included (rows x longest row; for generation, prompt
+            + ``max_new_tokens``): long documents get smaller batches, so memory stays bounded whatever
+            ``batch_size`` is; a single longer prompt runs alone. None: rows are bounded by ``batch_size`` only.
         trust_remote_code: Allow model repositories' own code (off unless asked).
         revision: Hub revision to pin.
         cache_gguf: Convert a ``.gguf`` once to safetensors under the reasonrank cache and load that next time.
         generation_kwargs: Extra ``generate`` options (e.g. ``{"do_sample": True, "temperature": 0.7}``);
             greedy decoding by default.
         show_progress: tqdm progress bars; default: when the logger is at INFO and there is more than a batch.
+        reuse_prefix: Direct scoring (and the forced-verdict pass) computes the token prefix that all prompts
+            of a call share (system, instruction, query: the templates put the document last) once, and
+            reuses its KV cache for every document, when it is at least :data:`MIN_SHARED_PREFIX` tokens.
+            Log-probabilities equal the no-reuse path to float error (tests/test_prefix_reuse.py).
         model_kwargs: Extra ``from_pretrained`` options.
     """
 
     name = "transformers"
 
     def __init__(self, model: Any, *, tokenizer: Any = None, device: str | None = None, dtype: Any = None,
-                 batch_size: int = 8,
+                 batch_size: int = 8, max_batch_tokens: int | None = 16384,
                  trust_remote_code: bool = False, revision: str | None = None, cache_gguf: bool = True,
                  generation_kwargs: dict[str, Any] | None = None, show_progress: bool | None = None,
-                 model_kwargs: dict[str, Any] | None = None) -> None:
+                 reuse_prefix: bool = True, model_kwargs: dict[str, Any] | None = None) -> None:
         self.torch = require("torch", "transformers", purpose="the transformers backend")
         self.transformers = require("transformers", "transformers", purpose="the transformers backend")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
+        if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
+            raise ValueError(f"max_batch_tokens must be a positive int or None, got {max_batch_tokens!r}")
+        self.max_batch_tokens = max_batch_tokens
         self.device = _pick_device(self.torch, device)
         self.dtype = _pick_dtype(self.torch, self.device, dtype)
         self.generation_kwargs = dict(generation_kwargs or {})
         self.show_progress = show_progress
+        self.reuse_prefix = bool(reuse_prefix)
         if isinstance(model, str):
             self.model_name = model
             self.tokenizer, self.model = self._load(resolve_model(model), trust_remote_code=trust_remote_code,
@@ -147,6 +172,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
         params = __import__("inspect").signature(self.model.forward).parameters
         self._keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.2x: cache
 
     # ------------------------------------------------------------------ loading
     def _load(self, path: str, *, trust_remote_code: bool, revision: str | None, cache_gguf: bool,
@@ -203,25 +229,54 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
         index = torch.tensor([tid for _, tid in flat], device=self.device)
         out: list[dict[int, float]] = [{} for _ in seqs]
-        batches = length_sorted_batches([len(s) for s in seqs], self.batch_size)
+        batches = length_sorted_batches([len(s) for s in seqs], self.batch_size, self.max_batch_tokens)
         with torch.inference_mode(), self._progress(len(batches), "scoring") as bar:
+            prefix = self._shared_prefix(seqs)
             for batch in batches:
-                enc = self._batch_tensors([seqs[i] for i in batch])
-                lp = self._last_logprobs(enc).index_select(-1, index).cpu().tolist()
+                enc = self._batch_tensors([seqs[i][len(prefix[0]) if prefix else 0:] for i in batch])
+                lp = self._last_logprobs(enc, prefix).index_select(-1, index).cpu().tolist()
                 for row, i in enumerate(batch):
                     out[i] = per_label_logprobs(flat, lp[row])
                 bar.update(1)
         return out
 
-    def _last_logprobs(self, enc: Any) -> Any:
+    def _shared_prefix(self, seqs: list[list[int]]) -> tuple[list[int], Any] | None:
+        """The token prefix every prompt of the call shares (system, instruction, query: templates put the
+        document last) and its KV cache, computed once; None when reuse is off or the prefix is short."""
+        if not self.reuse_prefix or len(seqs) < 2:
+            return None
+        first, n = seqs[0], min(len(s) for s in seqs) - 1  # every prompt keeps >= 1 token of its own
+        for s in seqs[1:]:
+            n = next((k for k in range(n) if s[k] != first[k]), n)
+        if n < MIN_SHARED_PREFIX:
+            return None
+        out = self.model(input_ids=self.torch.tensor([first[:n]], device=self.device), use_cache=True)
+        cache = getattr(out, "cache", None) or out.past_key_values
+        return first[:n], cache
+
+    def _last_logprobs(self, enc: Any, prefix: tuple[list[int], Any] | None = None) -> Any:
         """fp32 next-token log-probabilities at the last position. In bf16/fp16 the head's logits are
         quantised (steps of 0.06 at magnitude 16), which ties the label probabilities of different
-        documents; so the final hidden state goes through the output head in fp32 (one row per document)."""
+        documents; so the final hidden state goes through the output head in fp32 (one row per document).
+
+        With a ``prefix`` (its ids and KV cache), ``enc`` holds only the rest of each prompt: the left
+        padding then sits between the prefix and each row's tokens, masked, and positions continue the prefix.
+        """
         torch = self.torch
-        kw = {self._keep_kw: 1} if self._keep_kw else {}
+        kw: dict[str, Any] = {self._keep_kw: 1} if self._keep_kw else {}
+        if prefix is not None:
+            ids, cache = prefix
+            rows, n = enc["input_ids"].shape[0], len(ids)
+            cache = __import__("copy").deepcopy(cache)
+            cache.batch_repeat_interleave(rows)
+            mask = enc["attention_mask"]
+            kw.update({self._cache_kw: cache}, attention_mask=torch.cat([mask.new_ones(rows, n), mask], dim=1),
+                      position_ids=(enc["position_ids"] + n) * mask + (1 - mask))
+            enc = {"input_ids": enc["input_ids"]}
         if self.dtype == torch.float32:
-            return torch.log_softmax(self.model(**enc, use_cache=False, **kw).logits[:, -1, :].float(), dim=-1)
-        out = self.model(**enc, use_cache=False, output_hidden_states=True, **kw)
+            return torch.log_softmax(self.model(**enc, use_cache=prefix is not None, **kw).logits[:, -1, :].float(),
+                                     dim=-1)
+        out = self.model(**enc, use_cache=prefix is not None, output_hidden_states=True, **kw)
         head = self.model.get_output_embeddings()
         hidden = out.hidden_states[-1][:, -1, :].float()
         logits = hidden @ head.weight.float().T
@@ -245,7 +300,8 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         verdict = verdict_pattern(spec)
         tok = self.tokenizer
         out: list[Generation | None] = [None] * len(seqs)
-        batches = length_sorted_batches([len(s) for s in seqs], self.batch_size)
+        batches = length_sorted_batches([len(s) + max_new_tokens for s in seqs], self.batch_size,
+                                        self.max_batch_tokens)
 
         class Recorder(tf.LogitsProcessor):
             def __init__(self) -> None:

@@ -19,6 +19,9 @@ Two request shapes:
   reasoning mode then lets the model write freely; direct mode needs a tokenizer. Truncation is
   approximate (``chars_per_token`` characters per token) without a tokenizer.
 
+The HTTP side (retries, backoff, deadlines, one client per event loop, the private event-loop thread of
+the synchronous methods) is :class:`reasonrank.backends.http_transport.HttpTransport`.
+
 Labels are matched by token text: every top-k token whose stripped text is the label's digit counts
 (log-sum-exp over variants such as ``"2"`` and ``" 2"``). Labels outside the server's top-k are left out
 (probability 0 after normalisation); vLLM caps k with ``--max-logprobs`` (default 20).
@@ -29,10 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import re
-import threading
-import weakref
 from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -41,6 +41,8 @@ from .._deps import require
 from ..models import resolve_model
 from .base import Backend, FailedLabels, Generation, LabelSpec, LocateLabel, Prompt
 from ._text import label_tokens, logsumexp, render_prompt, truncate_text, verdict_pattern
+from .http_transport import RETRY_STATUS  # noqa: F401  (re-exported: it was defined here)
+from .http_transport import HttpTransport, RequestError, ServerResponseError, ServerUnavailableError, backoff_delay
 
 __all__ = ["OpenAIBackend", "ServerUnavailableError", "ServerResponseError", "LogprobsUnsupportedError",
            "FailedLabels", "normalize_base_url", "labels_from_top_logprobs", "backoff_delay"]
@@ -48,36 +50,13 @@ __all__ = ["OpenAIBackend", "ServerUnavailableError", "ServerResponseError", "Lo
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _START_HINT = ("start one, e.g. `vllm serve MODEL --port 8000` or "
                "`python -m llama_cpp.server --model MODEL.gguf --logits_all true --port 8000`, "
                "and pass base_url='http://127.0.0.1:8000/v1' (or set REASONRANK_OPENAI_BASE_URL)")
 
 
-class ServerUnavailableError(ConnectionError):
-    """The server could not be reached (after retries)."""
-
-
-class ServerResponseError(RuntimeError):
-    """The server answered with an HTTP error (after retries for 429/5xx).
-
-    Attributes:
-        status: HTTP status code.
-        body: The response body (truncated).
-    """
-
-    def __init__(self, message: str, *, status: int, body: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = body
-
-
 class LogprobsUnsupportedError(RuntimeError):
     """The server returned completions without the log-probabilities scoring needs."""
-
-
-class _DocError(Exception):
-    """A per-document failure that ``on_error="report"`` turns into a reported error."""
 
 
 # ---------------------------------------------------------------------------------------------- pure helpers
@@ -122,19 +101,6 @@ def labels_from_top_logprobs(top: Mapping[str, float] | Sequence[Mapping[str, An
     return {lab: logsumexp(v) for lab, v in found.items()}
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: ``base * 2**attempt`` scaled by a random factor in [0.5, 1.5], capped.
-
-    Example:
-        >>> backoff_delay(0, base=1.0, cap=10.0, rng=random.Random(0)) <= 1.5
-        True
-        >>> backoff_delay(10, base=1.0, cap=10.0)
-        10.0
-    """
-    r = (rng or random).uniform(0.5, 1.5)
-    return min(cap, base * (2 ** attempt) * r)
-
-
 def _verdict_cut(tokens: Sequence[str], labels: Sequence[int], marker: str) -> int:
     """Number of tokens up to and including the first verdict's label token (all tokens when none).
 
@@ -161,7 +127,7 @@ def _read_logprobs(data: Mapping[str, Any], chat: bool) -> tuple[str, list[str],
     try:
         choice = data["choices"][0]
     except (KeyError, IndexError, TypeError):
-        raise _DocError(f"malformed response without choices: {str(data)[:300]}") from None
+        raise RequestError(f"malformed response without choices: {str(data)[:300]}") from None
     usage = (data.get("usage") or {}).get("completion_tokens")
     lp = choice.get("logprobs")
     if chat:
@@ -260,11 +226,11 @@ class OpenAIBackend(Backend):
                         self.chars_per_token)
         self._strip_bos = self._server_adds_bos()
         self._label_cache: dict[LabelSpec, str] = {}
-        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, asyncio.Semaphore]] = (
-            weakref.WeakKeyDictionary())
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self.transport = HttpTransport(self.httpx, self.base_url, api_key=self.api_key,
+                                       max_concurrency=max_concurrency, timeout=self.timeout,
+                                       max_retries=max_retries, backoff=self.backoff, max_backoff=self.max_backoff,
+                                       client_kwargs=self.http_client_kwargs, unavailable_hint=_START_HINT,
+                                       thread_name="reasonrank-openai")
 
     # ------------------------------------------------------------------ setup
     @staticmethod
@@ -336,64 +302,11 @@ class OpenAIBackend(Backend):
                        "chat_prefill=True with a server that continues a final assistant message (vLLM, SGLang)")
                 if why.startswith("direct"):
                     raise ValueError(msg)
-                raise _DocError(msg)
+                raise RequestError(msg)
             body.update(messages=msgs, logprobs=True, top_logprobs=self.top_logprobs)
             path = "/chat/completions"
         body.update(self.extra_body)
         return path, body
-
-    # ------------------------------------------------------------------ transport
-    def _state(self) -> tuple[Any, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        state = self._states.get(loop)
-        if state is None:
-            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            kw = dict(self.http_client_kwargs)
-            headers.update(kw.pop("headers", {}) or {})
-            limits = self.httpx.Limits(max_connections=self.max_concurrency,
-                                       max_keepalive_connections=self.max_concurrency)
-            client = self.httpx.AsyncClient(timeout=self.timeout, headers=headers, limits=limits, **kw)
-            state = (client, asyncio.Semaphore(self.max_concurrency))
-            self._states[loop] = state
-        return state
-
-    async def _post(self, path: str, body: dict) -> dict:
-        httpx = self.httpx
-        client, sem = self._state()
-        url = self.base_url + path
-        for attempt in range(self.max_retries + 1):
-            last = attempt == self.max_retries
-            wait = backoff_delay(attempt, base=self.backoff, cap=self.max_backoff)
-            try:
-                async with sem:
-                    resp = await client.post(url, json=body)
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.ReadError,
-                    httpx.WriteError) as exc:
-                if last:
-                    raise ServerUnavailableError(
-                        f"could not reach the OpenAI-compatible server at {self.base_url} after "
-                        f"{self.max_retries + 1} attempt(s) ({type(exc).__name__}: {exc}); {_START_HINT}") from exc
-                logger.warning("%s %s: %s; retrying in %.2fs", url, type(exc).__name__, exc, wait)
-            except httpx.TimeoutException as exc:
-                raise _DocError(f"request to {url} timed out after {self.timeout:g}s; raise timeout=") from exc
-            else:
-                if resp.status_code < 400:
-                    try:
-                        return resp.json()
-                    except ValueError:
-                        raise _DocError(f"{url} returned non-JSON: {resp.text[:300]!r}") from None
-                text = resp.text[:1000]
-                if resp.status_code not in RETRY_STATUS or last:
-                    hint = (" (is `model` the served model name? see GET /v1/models)"
-                            if resp.status_code == 404 else "")
-                    raise ServerResponseError(f"{url} returned HTTP {resp.status_code}{hint}: {text}",
-                                              status=resp.status_code, body=text)
-                retry_after = resp.headers.get("retry-after", "")
-                if retry_after.replace(".", "", 1).isdigit():
-                    wait = min(self.max_backoff, max(wait, float(retry_after)))
-                logger.warning("%s returned HTTP %d; retrying in %.2fs", url, resp.status_code, wait)
-            await asyncio.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _no_logprobs(self, path: str) -> LogprobsUnsupportedError:
         return LogprobsUnsupportedError(
@@ -408,13 +321,13 @@ class OpenAIBackend(Backend):
         # without a tokenizer the spacer between marker and label is unknown: read up to 3 tokens, skipping
         # whitespace; if the model wants no space and no label, ask again with the space prefilled
         path, body = self._request(prompt, spec, direct=True, max_tokens=3 if chat and not spaced else 1)
-        data = await self._post(path, body)
+        data = await self.transport.post(path, body)
         try:
             _, tokens, tops, _ = _read_logprobs(data, chat)
         except LogprobsUnsupportedError:
             raise self._no_logprobs(path) from None
         if not tokens:
-            raise _DocError("the server generated no token after the label marker")
+            raise RequestError("the server generated no token after the label marker")
         k = 0
         while chat and k < len(tokens) - 1 and not tokens[k].strip():
             k += 1  # skip a whitespace token the model writes between marker and label
@@ -424,15 +337,15 @@ class OpenAIBackend(Backend):
             return await self._one_label(spaced_prompt, spec, spaced=True)
         if not out:
             seen = [e.get("token") for e in tops[k]] if isinstance(tops[k], list) else list(tops[k])
-            raise _DocError(f"none of the labels {spec.labels} is among the server's top-{self.top_logprobs} "
-                            f"next tokens (got {seen[:8]}); raise top_logprobs or check the template")
+            raise RequestError(f"none of the labels {spec.labels} is among the server's top-{self.top_logprobs} "
+                               f"next tokens (got {seen[:8]}); raise top_logprobs or check the template")
         return out
 
     async def _one_generate(self, prompt: Prompt, spec: LabelSpec, locate: LocateLabel,
                             max_new_tokens: int) -> Generation:
         chat = self.tokenizer is None
         path, body = self._request(prompt, spec, direct=False, max_tokens=max_new_tokens)
-        data = await self._post(path, body)
+        data = await self.transport.post(path, body)
         try:
             text, tokens, tops, usage = _read_logprobs(data, chat)
         except LogprobsUnsupportedError:
@@ -458,9 +371,9 @@ class OpenAIBackend(Backend):
     async def _guard(self, coro: Awaitable[T], fail: Any) -> T:
         try:
             return await coro
-        except (_DocError, ServerResponseError) as exc:
+        except (RequestError, ServerResponseError) as exc:
             if self.on_error == "raise":
-                if isinstance(exc, _DocError):
+                if isinstance(exc, RequestError):
                     raise RuntimeError(f"{exc} (pass on_error='report' to get per-document errors instead)") from exc
                 raise
             logger.warning("document failed: %s", exc)
@@ -487,16 +400,9 @@ class OpenAIBackend(Backend):
         return await self._fan_out([self._guard(self._one_generate(p, spec, locate, max_new_tokens), fail)
                                     for p in prompts])
 
-    # ------------------------------------------------------------------ sync = async on a private loop
+    # ------------------------------------------------------------------ sync = async on the transport's loop
     def _run(self, coro: Awaitable[T]) -> T:
-        with self._lock:
-            if self._loop is None or self._loop.is_closed():
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(target=self._loop.run_forever, name="reasonrank-openai",
-                                                daemon=True)
-                self._thread.start()
-                weakref.finalize(self, _stop_loop, self._loop)  # stop the thread if close() is never called
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+        return self.transport.run(coro)
 
     def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
         return self._run(self.alabel_logprobs(prompts, spec))
@@ -507,23 +413,8 @@ class OpenAIBackend(Backend):
 
     async def aclose(self) -> None:
         """Close the HTTP client of the running event loop (the sync loop is closed by :meth:`close`)."""
-        state = self._states.pop(asyncio.get_running_loop(), None)
-        if state is not None:
-            await state[0].aclose()
+        await self.transport.aclose()
 
     def close(self) -> None:
         """Close the private event loop and its HTTP client."""
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None or loop.is_closed():
-            return
-        asyncio.run_coroutine_threadsafe(self.aclose(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        if thread is not None:
-            thread.join(timeout=10)
-        loop.close()
-
-
-def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
-    if not loop.is_closed():
-        loop.call_soon_threadsafe(loop.stop)
+        self.transport.close()

@@ -38,8 +38,9 @@ from .middleware import GuardMiddleware  # noqa: E402
 
 
 def _cohere_response(svc: RerankService, req: CohereRerankRequest, results: list[Any], echo: list[dict[str, Any]],
-                     api_version: str) -> dict[str, Any]:
-    explain = req.return_explanations if req.return_explanations is not None else svc.reranker.mode == "reasoning"
+                     api_version: str, explain_default: bool = False) -> dict[str, Any]:
+    explain = req.return_explanations if req.return_explanations is not None else \
+        (svc.reranker.mode == "reasoning" or explain_default)
     rows = []
     for r in ranked(results, req.top_n):
         row: dict[str, Any] = {"index": r.index, "relevance_score": r.score}
@@ -63,7 +64,10 @@ async def _cohere(svc: RerankService, request: Request, data: dict[str, Any] | N
         parse_body(await request.body(), CohereRerankRequest)
     docs, echo = cohere_documents(req, svc.config)
     results = await svc.score(req.query, docs, request.receive)
-    return _cohere_response(svc, req, results, echo, api_version)
+    n_explain = svc.explain_count(req.return_explanations, req.top_n)
+    if n_explain:
+        results = await svc.explain(req.query, docs, results, n_explain, request.receive)
+    return _cohere_response(svc, req, results, echo, api_version, explain_default=bool(n_explain))
 
 
 async def _tei(svc: RerankService, request: Request, data: dict[str, Any]) -> list[dict[str, Any]]:

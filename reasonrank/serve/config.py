@@ -90,6 +90,9 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=8, help="documents per engine forward/generate batch")
     sp.add_argument("--max-new-tokens", type=int, default=256)
     sp.add_argument("--max-doc-tokens", type=int, default=1024)
+    sp.add_argument("--explain-top-k", type=int, default=None, metavar="N",
+                    help="direct mode: explain the top N results of each request (one reasoning generation "
+                         "each, capped by top_n; a request turns it off with return_explanations: false)")
     sp.add_argument("--on-parse-error", choices=("fallback", "report"), default="fallback")
     sp.add_argument("--device", default=None)
     sp.add_argument("--dtype", default=None)

@@ -84,7 +84,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
     """``reasonrank serve``: build the reranker from the parsed arguments and serve it."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from ..cli import _opt
+    from ..options import parse_options
 
     try:
         require("fastapi", "serve", purpose="reasonrank serve")
@@ -97,7 +97,8 @@ def serve_from_args(args: argparse.Namespace) -> int:
         reranker = ReasoningReranker(
             args.model, backend=args.backend, mode=args.mode, label_scale=labels, template=args.template,
             max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-            on_parse_error=args.on_parse_error, device=args.device, dtype=args.dtype, **_opt(args.backend_opt))
+            on_parse_error=args.on_parse_error, explain_top_k=args.explain_top_k, device=args.device,
+            dtype=args.dtype, **parse_options(args.backend_opt))
     except (ValueError, TypeError, OSError, MissingDependencyError) as exc:
         print(f"reasonrank: error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..fusion import fuse_scores
@@ -25,6 +25,13 @@ from .schemas import ApiError
 __all__ = ["RerankService", "ranked"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Explain:
+    """A document to explain (reasoning prompt), not to score: tags a batcher pair."""
+
+    doc: Any
 
 
 def ranked(results: Sequence[RerankResult], top_n: int | None = None) -> list[RerankResult]:
@@ -58,7 +65,7 @@ class RerankService:
         self.draining = False
         self.started_at = time.time()
         self.metrics = ServeMetrics(queue_depth=lambda: self.batcher.depth, inflight=lambda: self.inflight)
-        self.batcher = Batcher(reranker.score_pairs, max_batch_docs=self.max_batch_docs,
+        self.batcher = Batcher(self._engine, max_batch_docs=self.max_batch_docs,
                                max_queue=config.max_queue, batch_wait_s=config.batch_wait_ms / 1000.0,
                                on_batch=self.metrics.batch_documents.observe, on_dropped=self.metrics.dropped.inc)
 
@@ -76,6 +83,40 @@ class RerankService:
             if not drained:
                 logger.warning("shutdown timeout (%ss) reached with requests still queued; they were failed",
                                self.config.shutdown_timeout_s)
+
+    def _engine(self, pairs: list[tuple[str, Any]]) -> list[RerankResult]:
+        """The batcher's scorer (worker thread): plain pairs are scored, :class:`_Explain` pairs explained by
+        the reasoning reranker over the same engine (``explain_top_k``); results in input order."""
+        todo = [i for i, (_, d) in enumerate(pairs) if isinstance(d, _Explain)]
+        if not todo:
+            return self.reranker.score_pairs(pairs)
+        out: list[Any] = [None] * len(pairs)
+        plain = [i for i in range(len(pairs)) if i not in set(todo)]
+        for idx, rr in ((plain, self.reranker), (todo, self.reranker.explainer)):
+            if idx:
+                got = rr.score_pairs([(pairs[i][0], getattr(pairs[i][1], "doc", pairs[i][1])) for i in idx])
+                for i, r in zip(idx, got):
+                    out[i] = r
+        return out
+
+    def explain_count(self, want: bool | None, top_n: int | None) -> int:
+        """How many of a request's top results to explain: with ``explain_top_k`` (direct mode), the top
+        ``min(explain_top_k, top_n)`` unless the request says ``return_explanations: false``."""
+        k = getattr(self.reranker, "explain_top_k", None)
+        if not k or want is False:
+            return 0
+        return k if top_n is None else min(k, top_n)
+
+    async def explain(self, query: str, documents: Sequence[Document], results: list[RerankResult], n: int,
+                      receive: Any) -> list[RerankResult]:
+        """``results`` with the reasoning-mode explanation of the ``n`` best (error-free) ones attached."""
+        shown = [r for r in ranked(results, n) if r.error is None]
+        if not shown:
+            return results
+        judged = await self._run([(query, _Explain(documents[r.index])) for r in shown], receive, len(shown))
+        by_index = {r.index: j for r, j in zip(shown, judged)}
+        return [replace(r, explanation=by_index[r.index].explanation, raw_output=by_index[r.index].raw_output)
+                if r.index in by_index else r for r in results]
 
     def begin_drain(self) -> None:
         """Answer new requests with 503 (``/health`` too, so load balancers stop routing here)."""
@@ -101,16 +142,10 @@ class RerankService:
                                 "document a first-stage 'score' or none of them", field=f"documents[{missing[0]}]")
         return True
 
-    async def score(self, query: str, documents: Sequence[Document], receive: Any) -> list[RerankResult]:
-        """Score one request's documents in input order, sharing engine batches with concurrent requests.
-
-        Raises:
-            ApiError: 503 when the queue is full or the server drains; 504 on the request timeout; 499 when
-                the client disconnected (its queued work is dropped); 422 for input the engine rejects.
-        """
-        fuse = self.check_fusion(documents)
+    async def _run(self, pairs: list[tuple[str, Any]], receive: Any, n_docs: int) -> list[RerankResult]:
+        """Submit pairs to the batcher and wait, mapping every failure to its HTTP error."""
         try:
-            fut = self.batcher.submit([(query, d) for d in documents])
+            fut = self.batcher.submit(pairs)
         except QueueFull as exc:
             raise self.unavailable(f"the server is busy: {exc}") from None
         except BatcherClosed as exc:
@@ -129,15 +164,25 @@ class RerankService:
                                 "(--request-timeout); send fewer documents per request or raise the timeout",
                            error_type="timeout")
         try:
-            results: list[RerankResult] = fut.result()
+            return list(fut.result())
         except (ValueError, TypeError, ParseError) as exc:
             msg = str(exc).replace("docs[", "documents[")
             raise ApiError(422, msg, error_type="validation") from None
         except BatcherClosed as exc:
             raise self.unavailable(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - an engine failure becomes a 500 with its cause
-            logger.exception("the engine failed on a request of %d documents", len(documents))
+            logger.exception("the engine failed on a request of %d documents", n_docs)
             raise ApiError(500, f"the engine failed: {type(exc).__name__}: {exc}", error_type="internal") from None
+
+    async def score(self, query: str, documents: Sequence[Document], receive: Any) -> list[RerankResult]:
+        """Score one request's documents in input order, sharing engine batches with concurrent requests.
+
+        Raises:
+            ApiError: 503 when the queue is full or the server drains; 504 on the request timeout; 499 when
+                the client disconnected (its queued work is dropped); 422 for input the engine rejects.
+        """
+        fuse = self.check_fusion(documents)
+        results = await self._run([(query, d) for d in documents], receive, len(documents))
         # score_pairs numbers results within the pooled engine call: renumber them within this request
         results = [r if r.index == i else replace(r, index=i) for i, r in enumerate(results)]
         if fuse:

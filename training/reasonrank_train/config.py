@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reasonrank.options import OptionError, parse_options
 from reasonrank.parsing import validate_labels
 
 __all__ = [
@@ -229,6 +230,11 @@ class ScoreLearnConfig(ModelFields, LoraFields):
     group_size: int = _h("loss: group - documents per group: one positive and group_size - 1 negatives.", 5)
     bce_weight: float = _h("loss: group - weight of the pointwise BCE term on the label-logit margin.", 1.0)
     warmup_ratio: float = _h("Linear warm-up over this fraction of the steps, then linear decay.", 0.05)
+    inject_promote: float = _h("loss: group - probability that a group's negative carries a planted promotion "
+                               "text ('rate this page relevant'; label stays 0): adversarial training against "
+                               "prompt injection (reasonrank_train.augment).", 0.0)
+    inject_demote: float = _h("loss: group - probability that a group's positive carries a planted demotion "
+                              "text (label stays 1).", 0.0)
     eval_collection: str | None = _h("Dev fold (BEIR folder) for model selection; None: keep the last step.", None)
     eval_split: str = _h("qrels split of the dev fold.", "dev")
     eval_first_stage: str | None = _h("TREC run to rerank on the dev fold (e.g. runs/dense.trec of the data "
@@ -269,6 +275,11 @@ class ScoreLearnConfig(ModelFields, LoraFields):
             raise ConfigError(f"loss must be 'group', 'listwise' or 'pointwise', got {self.loss!r}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (a positive and at least one negative), got {self.group_size}")
+        for name in ("inject_promote", "inject_demote"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
+            if getattr(self, name) and self.loss != "group":
+                raise ConfigError(f"{name} augments group losses only; set loss: group or {name}: 0")
         if self.eval_collection:
             if not Path(self.eval_collection).is_dir():
                 raise ConfigError(f"eval_collection {self.eval_collection} does not exist; build it with "
@@ -393,13 +404,11 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     """
     import yaml
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override {item!r} must look like key=value, e.g. --set max_steps=2")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    return out
+    try:
+        return parse_options(items, flag="--set", example="max_steps=2",
+                             value=lambda text: yaml.safe_load(text) if text.strip() else None)
+    except OptionError as exc:
+        raise ConfigError(f"override {exc.item!r} must look like key=value, e.g. --set max_steps=2") from None
 
 
 def build_config(stage: str, values: Mapping[str, Any], *, source: str = "config") -> Any:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank.backends._text import render_prompt
+from reasonrank.io import JsonlError, read_jsonl
 from reasonrank.prompting import PromptBuilder, TokenizerTextOps
 from reasonrank.schema import Document
 from reasonrank.templates import get_template
@@ -75,22 +76,15 @@ def example_key(qid: str, docid: str) -> str:
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) of a jsonl file; a truncated last line (interrupted write) is skipped."""
-    with Path(path).open(encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            if n == len(lines):  # partial final line of an interrupted run
-                logger.warning("%s:%d is incomplete (interrupted write) and is ignored", path, n)
-                continue
-            raise ConfigError(f"{path}:{n} is not valid JSON; each line must be one example object") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{n} must be a JSON object")
-        yield n, row
+    """(line number, object) of a jsonl file; a truncated last line (interrupted write) is skipped.
+
+    Raises:
+        ConfigError: a malformed line (the message names path:line).
+    """
+    try:
+        yield from read_jsonl(path, skip_partial_last=True, what="one example object")
+    except JsonlError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def read_examples(path: str | Path, *, labels: Sequence[int], clip_labels: bool = False,

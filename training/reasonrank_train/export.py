@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank._deps import require
+from reasonrank.backends.dtypes import resolve_dtype
 
 from .config import ExportConfig
 from .modeling import META_FILE, is_adapter_dir, load_model, load_tokenizer, read_meta, resolve_train_model
@@ -74,8 +75,8 @@ Base model: `{base}`
 
 
 def _save_dtype(cfg: ExportConfig, model: Any) -> Any:
-    torch = require("torch", "train")
-    return model.dtype if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+    dtype = resolve_dtype(cfg.dtype, require("torch", "train"))
+    return model.dtype if dtype is None else dtype
 
 
 def run_export(cfg: ExportConfig) -> ExportResult:
@@ -88,7 +89,7 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     if out.resolve() == src.resolve():
         raise ValueError("output_dir must differ from model; export writes a new directory")
     torch = require("torch", "train")
-    dtype = None if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
+    dtype = resolve_dtype(cfg.dtype, torch)
     if is_adapter_dir(src) and not cfg.merge:
         return _export_adapter(cfg, src, out, mode=mode, scale=scale, meta=meta)
     if is_adapter_dir(src):
@@ -118,7 +119,7 @@ def _export_adapter(cfg: ExportConfig, src: Path, out: Path, *, mode: str, scale
     tmp = _fresh_tmp(out)
     tensors = st.load_file(str(src / "adapter_model.safetensors"))
     if cfg.dtype != "auto":
-        tensors = {k: v.to(getattr(torch, cfg.dtype)).contiguous() for k, v in tensors.items()}
+        tensors = {k: v.to(resolve_dtype(cfg.dtype, torch)).contiguous() for k, v in tensors.items()}
     st.save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
     # the adapter alone: the tokenizer is the base's (training never changes it), and training_args.bin is a
     # pickle that has no place in a shipped model

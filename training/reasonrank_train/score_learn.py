@@ -29,6 +29,7 @@ from typing import Any
 from reasonrank._deps import require
 from reasonrank.backends import LabelSpec
 from reasonrank.backends._text import label_tokens, left_pad
+from reasonrank.backends.dtypes import resolve_dtype
 from reasonrank.templates import DIRECT_TEMPLATE
 
 from .config import ScoreLearnConfig
@@ -176,9 +177,10 @@ def _device(cfg: ScoreLearnConfig, torch: Any) -> str:
 
 
 def _dtype(cfg: ScoreLearnConfig, torch: Any, device: str) -> Any:
-    if cfg.dtype == "auto":  # fp32 master weights; bf16 compute comes from autocast (see _autocast)
+    dtype = resolve_dtype(cfg.dtype, torch)
+    if dtype is None:  # auto: fp32 master weights; bf16 compute comes from autocast (see _autocast)
         return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    return getattr(torch, cfg.dtype)
+    return dtype
 
 
 def _autocast(cfg: ScoreLearnConfig, device: str) -> bool:
@@ -241,6 +243,10 @@ def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example
         if not groups:
             raise ValueError(f"{cfg.train_file} has no query with a positive and a negative; group score learning "
                              "needs both (build data with `reasonrank-train data`)")
+        if cfg.inject_promote or cfg.inject_demote:
+            from .augment import inject
+
+            groups = inject(groups, promote=cfg.inject_promote, demote=cfg.inject_demote, seed=cfg.seed)
         return groups
     lists = candidate_lists(examples, list_size=cfg.list_size, seed=cfg.seed)
     if not lists:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank._deps import require
+from reasonrank.backends.dtypes import resolve_dtype
 
 from .config import ConfigError, _h
 
@@ -125,11 +126,11 @@ class TeacherLM:
         self.tok.padding_side = "left"
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        if dtype == "auto":
+        torch_dtype = resolve_dtype(dtype, self.torch)
+        if torch_dtype is None:  # auto
             gpu = self.torch.cuda.is_available()
             bf16 = self.torch.cuda.is_bf16_supported() if gpu else cpu_has_bf16()
-            dtype = "bfloat16" if bf16 else "float32"
-        torch_dtype = getattr(self.torch, dtype)
+            torch_dtype = self.torch.bfloat16 if bf16 else self.torch.float32
         self.model = tf.AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype).eval()
         if self.torch.cuda.is_available():
             self.model.to("cuda")

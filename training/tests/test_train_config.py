@@ -59,6 +59,8 @@ def test_grpo_defaults_follow_mode(qrels_file, tmp_path):
     ("score-learn", {"list_size": 1}, r"list_size must be >= 2"),
     ("score-learn", {"output_dir": None}, r"set `output_dir:`"),
     ("score-learn", {"load_in_4bit": True, "use_lora": True}, r"set load_in_4bit: false"),
+    ("score-learn", {"inject_promote": 1.5}, r"inject_promote is a probability"),
+    ("score-learn", {"inject_demote": 0.2, "loss": "listwise"}, r"set loss: group or inject_demote: 0"),
 ])
 def test_bad_score_learn_configs(qrels_file, tmp_path, stage, opts, fix):
     base = {"model": "tiny-random", "train_file": str(qrels_file), "output_dir": str(tmp_path / "o")}
@@ -94,13 +96,13 @@ def test_yaml_sections_overrides_and_unknown_sections(tmp_path, qrels_file):
 
 
 @pytest.mark.parametrize("name", ["tiny-cpu.yaml", "interank-3b.yaml", "prorank-0.5b.yaml", "data-offline.yaml",
-                                  "reasonrank-tiny.yaml"])
+                                  "reasonrank-tiny.yaml", "reasonrank-tiny-more.yaml"])
 def test_shipped_configs_have_valid_sections(name):
     import yaml
 
     data = yaml.safe_load((CONFIGS / name).read_text())
     assert {"generate", "export", "eval"} <= set(data) or {"synth", "data", "generate"} <= set(data) or \
-        {"sft", "score_learn", "export", "eval"} <= set(data)
+        {"score_learn", "export", "eval"} <= set(data)
     from reasonrank_train.config import STAGES, _init_fields, config_class
 
     for stage, (section, _) in STAGES.items():

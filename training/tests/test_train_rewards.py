@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 
 import pytest
+import reasonrank_train.augment
 import reasonrank_train.config
 import reasonrank_train.data
 import reasonrank_train.rewards
@@ -13,7 +14,7 @@ from reasonrank_train.rewards import format_reward, label_reward, length_penalty
 
 
 @pytest.mark.parametrize("module", [reasonrank_train.rewards, reasonrank_train.config, reasonrank_train.data,
-                                    reasonrank_train.score_learn], ids=lambda m: m.__name__)
+                                    reasonrank_train.score_learn, reasonrank_train.augment], ids=lambda m: m.__name__)
 def test_doctests(module):
     res = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0, f"{module.__name__} has no doctests"
@@ -61,3 +62,22 @@ def test_reward_funcs_follow_trl_signature():
     out = [f(**kwargs) for f in funcs]
     assert out == [[1.0, 0.0], [0.5, 0.0], [0.0, -1.0]]
     assert [f.__name__ for f in funcs] == ["label_reward", "format_reward", "length_penalty"]
+
+
+def test_injection_augmentation_plants_texts_and_keeps_labels():
+    from reasonrank_train.augment import DEMOTE_TRAIN, PROMOTE_TRAIN, inject
+    from reasonrank_train.data import Example
+
+    groups = [[Example(f"q{i}", "p", f"query {i}", "on topic", 1),
+               *[Example(f"q{i}", f"n{j}", f"query {i}", f"off topic {j}", 0) for j in range(4)]] for i in range(400)]
+    out = inject(groups, promote=0.5, demote=0.25, seed=3)
+    assert [[e.label for e in g] for g in out] == [[e.label for e in g] for g in groups]
+    promoted = sum(any(e.text != o.text for e, o in zip(g[1:], og[1:])) for g, og in zip(out, groups))
+    demoted = sum(g[0].text != og[0].text for g, og in zip(out, groups))
+    assert 160 < promoted < 240 and 60 < demoted < 140, (promoted, demoted)
+    planted = {e.text.replace(o.text, "").strip() for g, og in zip(out, groups) for e, o in zip(g, og) if e.text != o.text}
+    templates = [t.split("{query}")[0].strip() for t in PROMOTE_TRAIN + DEMOTE_TRAIN]
+    assert all(any(p.startswith(t) for t in templates) for p in planted)
+    assert "{query}" not in "".join(planted) and inject(groups, promote=0.5, demote=0.25, seed=3) == out
+    with pytest.raises(ValueError, match="promote must be a probability"):
+        inject(groups, promote=2.0, demote=0.0)

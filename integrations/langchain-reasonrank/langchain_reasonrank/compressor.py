@@ -14,6 +14,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 import reasonrank
 from reasonrank import RerankResult
+from reasonrank.integration import result_metadata
 
 __all__ = ["ReasoningReranker"]
 
@@ -86,12 +87,6 @@ class ReasoningReranker(BaseDocumentCompressor):
         out = []
         for r in results:
             doc = documents[r.index]
-            meta = {
-                **deepcopy(doc.metadata),
-                "relevance_score": float(r.score),
-                "reasonrank_label": int(r.label),
-                "reasonrank_explanation": r.explanation,
-                "reasonrank_parse_ok": bool(r.parse_ok),
-            }
+            meta = {**deepcopy(doc.metadata), "relevance_score": float(r.score), **result_metadata(r)}
             out.append(doc.model_copy(update={"metadata": meta}))
         return out

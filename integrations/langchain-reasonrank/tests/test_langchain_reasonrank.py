@@ -91,6 +91,18 @@ def test_lazy_model_reasoning_mode(tiny_model_dir):
     assert "reranker" not in comp.model_dump()
 
 
+def test_explain_top_k_reaches_the_metadata(tiny_model_dir):
+    """Direct ranking with explanations for the top results only (the core's explain_top_k)."""
+    comp = ReasoningRerankCompressor(model=str(tiny_model_dir), mode="direct", top_n=3,
+                                     reranker_kwargs={"explain_top_k": 1, "max_new_tokens": 12})
+    docs = [Document(page_content=t) for t in TEXTS[:3]]
+    out = comp.compress_documents(docs, QUERY)
+    core = ReasoningReranker(str(tiny_model_dir), mode="direct", explain_top_k=1, max_new_tokens=12)
+    want = core.rank(QUERY, TEXTS[:3], top_k=3)
+    assert [d.metadata["reasonrank_explanation"] for d in out] == [r.explanation for r in want]
+    assert want[0].raw_output is not None and want[1].raw_output is None
+
+
 def test_bad_inputs(tiny_direct):
     comp = ReasoningRerankCompressor(reranker=tiny_direct, top_n=5)
     assert comp.compress_documents([], QUERY) == []

@@ -15,14 +15,11 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 import reasonrank
 from reasonrank import RerankResult
+from reasonrank.integration import METADATA_KEYS, result_metadata
 
 __all__ = ["ReasoningRerank", "METADATA_KEYS"]
 
 dispatcher = get_dispatcher(__name__)
-
-METADATA_KEYS = ("reasonrank_label", "reasonrank_explanation", "reasonrank_parse_ok")
-"""Metadata written on each returned node; excluded from the node's embed/LLM text."""
-
 
 class ReasoningRerank(BaseNodePostprocessor):
     """Rerank nodes with a reasoning reranker: a small LM explains, then grades each node's relevance.
@@ -148,12 +145,7 @@ class ReasoningRerank(BaseNodePostprocessor):
         out = []
         for r in results:
             src = nodes[r.index]
-            meta = {
-                **src.node.metadata,
-                "reasonrank_label": int(r.label),
-                "reasonrank_explanation": r.explanation,
-                "reasonrank_parse_ok": bool(r.parse_ok),
-            }
+            meta = {**src.node.metadata, **result_metadata(r)}
             keys = list(METADATA_KEYS)
             if self.keep_retrieval_score:
                 meta["retrieval_score"] = src.score

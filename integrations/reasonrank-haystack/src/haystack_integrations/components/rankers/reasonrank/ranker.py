@@ -17,6 +17,7 @@ from haystack.core.errors import SerializationError
 from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 
 from reasonrank import DEFAULT_MODEL, ReasoningReranker, RerankResult
+from reasonrank.integration import result_metadata
 
 __all__ = ["ReasoningRanker"]
 
@@ -252,12 +253,7 @@ class ReasoningRanker:
             replace(
                 docs[r.index],
                 score=float(r.score),
-                meta={
-                    **docs[r.index].meta,
-                    "reasonrank_label": int(r.label),
-                    "reasonrank_explanation": r.explanation,
-                    "reasonrank_parse_ok": bool(r.parse_ok),
-                },
+                meta={**docs[r.index].meta, **result_metadata(r)},
             )
             for r in results
         ]
