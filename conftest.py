@@ -29,7 +29,16 @@ def _has_cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
+# Fixtures that load or build a model; a test using none of them (directly or through another fixture) and not
+# marked slow/server/vllm/gpu is marked ``unit`` (model-free: ``pytest -m unit`` runs in seconds).
+MODEL_FIXTURES = {"tiny_model_dir", "smollm2_model_dir", "tiny_vllm_model_dir"}
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    heavy = {"slow", "server", "vllm", "gpu"}
+    for item in items:
+        if not MODEL_FIXTURES & set(getattr(item, "fixturenames", ())) and not heavy & set(item.keywords):
+            item.add_marker(pytest.mark.unit)
     if _has_cuda():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")

@@ -34,8 +34,19 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank import ReasoningReranker
-from reasonrank.evaluation import (DEFAULT_MEASURES, Collection, bm25_search, dense_search, evaluate, load_beir,
-                                   load_bright, read_trec_run, rerank_run, write_qrels, write_trec_run)
+from reasonrank.evaluation import (
+    DEFAULT_MEASURES,
+    Collection,
+    bm25_search,
+    dense_search,
+    evaluate,
+    load_beir,
+    load_bright,
+    read_trec_run,
+    rerank_run,
+    write_qrels,
+    write_trec_run,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

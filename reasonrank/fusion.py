@@ -51,9 +51,13 @@ def fuse_scores(model: Sequence[float], first_stage: Sequence[float], weight: fl
     return [(1.0 - weight) * m + weight * f for m, f in zip(model, minmax(first_stage))]
 
 
+GRID: tuple[float, ...] = tuple(k / 10 for k in range(11))
+"""Fusion weights tried by :func:`tune_fusion_weight`: 0, 0.1, ..., 1."""
+
+
 def tune_fusion_weight(qrels: Mapping[str, Mapping[str, int]], first_stage: Mapping[str, Mapping[str, float]],
                        model: Mapping[str, Mapping[str, float]], *, measure: str = "nDCG@10",
-                       grid: Sequence[float] = tuple(i / 10 for i in range(11))) -> tuple[float, dict[float, float]]:
+                       grid: Sequence[float] = GRID) -> tuple[float, dict[float, float]]:
     """The fusion weight with the best ``measure`` on a dev fold, and the measure at every grid point.
 
     ``model`` holds the reranker's scores of the reranked candidates (a subset of each first-stage list);

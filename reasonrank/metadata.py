@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 __all__ = ["META_FILE", "read_model_meta"]
 
@@ -12,7 +13,7 @@ META_FILE = "reasonrank.json"
 trained for; :class:`~reasonrank.ReasoningReranker` uses them as defaults."""
 
 
-def read_model_meta(model: str | Path) -> dict:
+def read_model_meta(model: str | Path) -> dict[str, Any]:
     """The ``reasonrank.json`` of a local model directory, or ``{}`` (hub ids, files, directories without it).
 
     Raises:

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .backends._text import tokenizer_control_strings, truncate_text
 from .backends.base import Prompt
+from .backends.tokenization import tokenizer_control_strings, truncate_text
 from .safety import neutralize
 from .schema import Document
 from .templates import PromptTemplate

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
-from .backends.base import FailedLabels
+from .backends.base import FailedLabels, GenerateRequest, LabelRequest, Request
 from .fusion import fuse_scores
 from .models import DEFAULT_MODEL, META_FILE, read_model_meta
 from .parsing import (
@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["reasoning", "direct"]
 OnParseError = Literal["fallback", "raise", "report"]
-# A planning step asks the backend for one of two things; drivers (sync/async) answer it.
-_Request = tuple[str, list[Prompt]]
+# A planning step asks the backend for one of two things (typed requests); drivers (sync/async) answer it.
+_Request = Request
 # Per document: (label probabilities, parsed label or None, explanation, parse_ok)
 _Row = tuple[tuple[float, ...], "int | None", "str | None", bool]
 
@@ -265,11 +265,10 @@ class ReasoningReranker:
         try:
             req = next(plan)
             while True:
-                kind, prompts = req
-                if kind == "label":
-                    answer: Any = self.backend.label_logprobs(prompts, self.spec)
+                if isinstance(req, LabelRequest):
+                    answer: Any = self.backend.label_logprobs(req.prompts, self.spec)
                 else:
-                    answer = self.backend.generate(prompts, self.spec, locate=self._locate,
+                    answer = self.backend.generate(req.prompts, self.spec, locate=self._locate,
                                                    max_new_tokens=self.max_new_tokens)
                 req = plan.send(answer)
         except StopIteration as stop:
@@ -279,11 +278,10 @@ class ReasoningReranker:
         try:
             req = next(plan)
             while True:
-                kind, prompts = req
-                if kind == "label":
-                    answer: Any = await self.backend.alabel_logprobs(prompts, self.spec)
+                if isinstance(req, LabelRequest):
+                    answer: Any = await self.backend.alabel_logprobs(req.prompts, self.spec)
                 else:
-                    answer = await self.backend.agenerate(prompts, self.spec, locate=self._locate,
+                    answer = await self.backend.agenerate(req.prompts, self.spec, locate=self._locate,
                                                           max_new_tokens=self.max_new_tokens)
                 req = plan.send(answer)
         except StopIteration as stop:
@@ -367,7 +365,7 @@ class ReasoningReranker:
     def _plan_direct(self, prompts: list[Prompt]) -> Generator[_Request, Any, tuple[list[_Row], dict[int, str],
                                                                                    list[Generation]]]:
         """One label-probability pass; the label is the most probable one."""
-        lps = yield ("label", prompts)
+        lps = yield LabelRequest(prompts)
         errors = {i: lp.error for i, lp in enumerate(lps) if isinstance(lp, FailedLabels)}
         rows = []
         for i, lp in enumerate(lps):
@@ -387,7 +385,7 @@ class ReasoningReranker:
                         ) -> Generator[_Request, Any, tuple[list[_Row], dict[int, str], list[Generation]]]:
         """Generate; read the label where the model wrote it, else force the verdict in a second pass."""
         labels, prefix = self.labels, self.template.assistant_prefix
-        gens = yield ("generate", prompts)
+        gens = yield GenerateRequest(prompts)
         judgments = [parse_judgment(prefix + g.text, labels, self.spec.marker) for g in gens]
         errors = {i: g.error for i, g in enumerate(gens) if g.error}
         forced: list[int] = []
@@ -405,7 +403,7 @@ class ReasoningReranker:
             head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + self.spec.marker
             forced.append(i)
             forced_prompts.append(self._prompt(queries[i], doc_texts[i], assistant_prefix=head))
-        forced_lps = (yield ("label", forced_prompts)) if forced_prompts else []
+        forced_lps = (yield LabelRequest(forced_prompts)) if forced_prompts else []
         by_doc = dict(zip(forced, forced_lps))
         errors.update({i: lp.error for i, lp in by_doc.items() if isinstance(lp, FailedLabels)})
         rows: list[_Row] = []

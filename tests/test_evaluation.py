@@ -10,9 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from reasonrank.evaluation import (Collection, bm25_search, evaluate, load_beir, load_beir_unjudged, load_bright,
-                                   read_trec_run,
-                                   rerank_run, write_qrels, write_trec_run)
+from reasonrank.evaluation import (
+    Collection,
+    bm25_search,
+    evaluate,
+    load_beir,
+    load_beir_unjudged,
+    load_bright,
+    read_trec_run,
+    rerank_run,
+    write_qrels,
+    write_trec_run,
+)
 from reasonrank.schema import Document
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,14 +8,14 @@ text is a measured rate (benchmarks/robustness.py, docs/benchmarks.md), not asse
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from reasonrank import ReasoningReranker, parse_judgment
-from reasonrank.backends import Backend, Generation, LabelSpec, LocateLabel, Prompt
+from reasonrank.backends import LabelSpec, Prompt
 from reasonrank.parsing import label_distribution
+from reasonrank.testing import ScriptedBackend
 
 QUERY = "what causes ocean tides"
 CLEAN = "Cooking pasta: boil salted water, add the pasta and stir occasionally."
@@ -35,31 +35,6 @@ def test_quoted_injection_before_final_verdict_is_ignored(injection: str) -> Non
     j = parse_judgment(output)
     assert j.ok and j.label == 0
     assert injection.splitlines()[0][:20] in j.explanation
-
-
-class ScriptedBackend(Backend):
-    """A backend whose 'model' writes fixed text; records every prompt it is sent."""
-
-    name = "scripted"
-
-    def __init__(self, text: str, verdict_logprobs: dict[int, float] | None) -> None:
-        self.text = text
-        self.verdict_logprobs = verdict_logprobs
-        self.generate_prompts: list[Prompt] = []
-        self.label_prompts: list[Prompt] = []
-
-    def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
-        return text, False
-
-    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
-        self.label_prompts.extend(prompts)
-        return [{0: math.log(0.7), 1: math.log(0.2), 2: math.log(0.1)} for _ in prompts]
-
-    def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
-                 max_new_tokens: int) -> list[Generation]:
-        self.generate_prompts.extend(prompts)
-        return [Generation(text=self.text, label_logprobs=self.verdict_logprobs if locate(self.text) is not None
-                           else None, num_tokens=len(self.text.split())) for _ in prompts]
 
 
 @pytest.mark.parametrize("injection", INJECTIONS)

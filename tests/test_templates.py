@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from reasonrank.templates import (DIRECT_TEMPLATE, REASONING_TEMPLATE, PromptTemplate, TemplateError, get_template,
-                                  label_guide)
+from reasonrank.templates import (
+    DIRECT_TEMPLATE,
+    REASONING_TEMPLATE,
+    PromptTemplate,
+    TemplateError,
+    get_template,
+    label_guide,
+)
 
 
 def test_builtin_templates_render_query_before_document() -> None:

@@ -220,7 +220,6 @@ def test_generation_stops_after_the_verdict_like_transformers(smollm2_vllm, smol
 @needs_vllm
 def test_prefix_cache_is_reused_across_a_querys_documents(smollm2_vllm) -> None:
     from reasonrank import ReasoningReranker
-
     from reasonrank.backends.vllm import CPU_BLOCK_SIZE
 
     block = smollm2_vllm.llm.llm_engine.vllm_config.cache_config.block_size

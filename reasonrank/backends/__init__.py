@@ -6,10 +6,10 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
+from .base import Backend, FailedLabels, GenerateRequest, Generation, LabelRequest, LabelSpec, LocateLabel, Prompt
 
-__all__ = ["Backend", "Generation", "LabelSpec", "LocateLabel", "Prompt", "register_backend", "create_backend",
-           "available_backends"]
+__all__ = ["Backend", "FailedLabels", "GenerateRequest", "Generation", "LabelRequest", "LabelSpec", "LocateLabel",
+           "Prompt", "register_backend", "create_backend", "available_backends"]
 
 # name -> "module:Class" (lazy, so importing reasonrank never imports torch/vllm/httpx)
 _REGISTRY: dict[str, str | Callable[..., Backend]] = {

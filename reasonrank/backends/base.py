@@ -17,7 +17,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel", "FailedLabels"]
+__all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel", "FailedLabels", "LabelRequest",
+           "GenerateRequest", "Request"]
 
 LocateLabel = Callable[[str], "int | None"]
 """Given generated text, return the character offset of the verdict's label digit, or None."""
@@ -56,6 +57,24 @@ class Generation:
     label_logprobs: dict[int, float] | None = None
     num_tokens: int = 0
     error: str | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class LabelRequest:
+    """What the reranker's plan asks a driver for: :meth:`Backend.label_logprobs` of these prompts."""
+
+    prompts: list[Prompt]
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What the reranker's plan asks a driver for: :meth:`Backend.generate` of these prompts."""
+
+    prompts: list[Prompt]
+
+
+Request = LabelRequest | GenerateRequest
+"""A planning step of :class:`reasonrank.ReasoningReranker`; the sync and async drivers answer it."""
 
 
 class FailedLabels(dict):  # type: ignore[type-arg]
@@ -104,7 +123,7 @@ class Backend(ABC):
 
         The default reads them from a ``tokenizer`` attribute when the backend has one.
         """
-        from ._text import tokenizer_control_strings
+        from .tokenization import tokenizer_control_strings
 
         return tokenizer_control_strings(getattr(self, "tokenizer", None))
 

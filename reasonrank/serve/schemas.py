@@ -7,7 +7,7 @@ Every rejection is an :class:`ApiError` whose message names the offending field 
 from __future__ import annotations
 
 import json
-from typing import Any, Union
+from typing import Any
 
 from .._deps import require
 from ..schema import Document, to_documents
@@ -64,7 +64,7 @@ class CohereRerankRequest(BaseModel):
 
     model: str | None = None
     query: StrictStr
-    documents: list[Union[StrictStr, dict[str, Any]]]
+    documents: list[StrictStr | dict[str, Any]]
     top_n: int | None = None
     return_documents: bool | None = None
     return_explanations: bool | None = None

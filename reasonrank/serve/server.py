@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def _server_class(uvicorn: Any) -> type:
-    class DrainingServer(uvicorn.Server):  # type: ignore[misc,name-defined]
+    class DrainingServer(uvicorn.Server):  # type: ignore[misc]
         """uvicorn.Server whose first exit signal drains the service before stopping."""
 
         def __init__(self, config: Any, service: Any, grace_s: float) -> None:
@@ -34,7 +34,7 @@ def _server_class(uvicorn: Any) -> type:
             self.drain_deadline: float | None = None
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-            if self.drain_deadline is None and not self.should_exit:
+            if self.drain_deadline is None and not self.should_exit:  # type: ignore[has-type]
                 logger.warning("received %s: draining (new requests get 503; in-flight ones finish, at most "
                                "%gs)", signal.Signals(sig).name, self.grace_s)
                 self.service.begin_drain()

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from reasonrank.backends._text import render_prompt
+from reasonrank.backends.tokenization import render_prompt
 from reasonrank.io import JsonlError, read_jsonl
 from reasonrank.prompting import PromptBuilder, TokenizerTextOps
 from reasonrank.schema import Document

@@ -2,7 +2,7 @@
 
 No layer is added. For each (query, document) the model reads the direct prompt (ending at
 ``"Relevance:"``), exactly as :class:`reasonrank.ReasoningReranker` in ``mode="direct"`` does; the
-log-probabilities of the label tokens (:func:`reasonrank.backends._text.label_tokens`) are renormalised over
+log-probabilities of the label tokens (:func:`reasonrank.backends.tokenization.label_tokens`) are renormalised over
 the scale and the score is the expected label / top label - the same number the reranker returns. Losses
 over a query's candidate list:
 
@@ -28,8 +28,8 @@ from typing import Any
 
 from reasonrank._deps import require
 from reasonrank.backends import LabelSpec
-from reasonrank.backends._text import label_tokens, left_pad
 from reasonrank.backends.dtypes import resolve_dtype
+from reasonrank.backends.tokenization import label_tokens, left_pad
 from reasonrank.templates import DIRECT_TEMPLATE
 
 from .config import ScoreLearnConfig

@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-
-from reasonrank.evaluation import load_beir
 from reasonrank_train.config import ConfigError
 from reasonrank_train.databuild import linked_pairs, make_split, round_trip_keep, run_data
 from reasonrank_train.sources import (
@@ -19,6 +17,8 @@ from reasonrank_train.sources import (
     load_python_faq,
     package_dir,
 )
+
+from reasonrank.evaluation import load_beir
 
 TOPICS = ["Paris", "France", "Berlin", "Germany", "Rome", "Italy", "Madrid", "Spain", "Lisbon", "Portugal",
           "Vienna", "Austria", "Athens", "Greece", "Warsaw", "Poland", "Prague", "Czechia", "Oslo", "Norway"]

@@ -182,8 +182,9 @@ def test_score_learn_changes_weights_and_loads(loss, sft_direct, qrels_file, tmp
 
 def test_score_learn_keeps_the_best_dev_checkpoint(sft_direct, qrels_file, tiny_beir, tmp_path, cfg):
     """With a dev fold, the model is scored every eval_steps and the best step is the one saved."""
-    from reasonrank.evaluation import bm25_search, load_beir, write_trec_run
     from reasonrank_train.score_learn import run_score_learn
+
+    from reasonrank.evaluation import bm25_search, load_beir, write_trec_run
 
     run = write_trec_run(bm25_search(load_beir(tiny_beir, "test"), k=5), tmp_path / "bm25.trec")
     out = run_score_learn(cfg("score-learn", model=str(sft_direct), train_file=str(qrels_file),

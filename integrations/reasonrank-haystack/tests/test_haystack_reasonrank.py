@@ -109,7 +109,7 @@ def test_yaml_round_trip_builds_working_shared_component(tiny_model_dir, monkeyp
     loaded_retrieved, loaded_ranked = _run(loaded)
     assert [x.content for x in loaded_retrieved] == [x.content for x in retrieved]
     assert loaded_ranked == ranked
-    assert new._reranker is ranker._reranker  # equal settings share one loaded model
+    assert new._reranker is not ranker._reranker  # no hidden sharing: share with reranker=... (opt-in)
     first = new._reranker
     new.warm_up()
     assert new._reranker is first  # idempotent

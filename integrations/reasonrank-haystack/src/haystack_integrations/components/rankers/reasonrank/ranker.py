@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-import threading
-import weakref
 from dataclasses import replace
 from math import inf
 from typing import Any, Literal
@@ -22,11 +18,6 @@ from reasonrank.integration import result_metadata
 __all__ = ["ReasoningRanker"]
 
 logger = logging.getLogger(__name__)
-
-# Rankers built from equal settings share one loaded model (e.g. the same pipeline loaded twice).
-_SHARED: weakref.WeakValueDictionary[str, ReasoningReranker] = weakref.WeakValueDictionary()
-_SHARED_LOCK = threading.Lock()
-
 
 @component
 class ReasoningRanker:
@@ -107,7 +98,8 @@ class ReasoningRanker:
         self._reranker: ReasoningReranker | None = reranker
 
     def warm_up(self) -> None:
-        """Load the model (once; components with equal settings share it). Idempotent."""
+        """Load the model (once per component; to share one loaded model between components, build them
+        with the same ``reranker=``). Idempotent."""
         if self._reranker is not None:
             return
         options: dict[str, Any] = {
@@ -121,16 +113,7 @@ class ReasoningRanker:
             options["device"] = self.device.to_torch_str()
         if self.api_key is not None and (key := self.api_key.resolve_value()) is not None:
             options["api_key"] = key
-        # hashed: the key holds the resolved API key, if any
-        cache_key = hashlib.sha256(
-            json.dumps([self.model, options], sort_keys=True, default=repr).encode()
-        ).hexdigest()
-        with _SHARED_LOCK:
-            rr = _SHARED.get(cache_key)
-            if rr is None:
-                rr = ReasoningReranker(self.model, **options)
-                _SHARED[cache_key] = rr
-        self._reranker = rr
+        self._reranker = ReasoningReranker(self.model, **options)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize the component (the model is referenced by name, API keys as environment variables).
@@ -141,7 +124,7 @@ class ReasoningRanker:
         if self._given is not None:
             raise SerializationError(
                 "A ReasoningRanker built around a ready reranker instance cannot be serialized; "
-                "build it with model=... (rankers with equal settings share one model)"
+                "build it with model=..."
             )
         return default_to_dict(
             self,
