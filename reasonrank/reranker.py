@@ -11,6 +11,7 @@ from typing import Any, Literal
 from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
 from .backends.base import FailedLabels, GenerateRequest, LabelRequest, Request
 from .fusion import fuse_scores
+from .metadata import model_defaults
 from .models import DEFAULT_MODEL, META_FILE, read_model_meta
 from .parsing import (
     NonFiniteScores,
@@ -109,12 +110,8 @@ class ReasoningReranker:
         if meta:
             logger.info("%s/%s: defaults mode=%s label_scale=%s template=%s", model, META_FILE, meta.get("mode"),
                         meta.get("label_scale"), meta.get("template"))
-        if mode is None:
-            mode = meta.get("mode", "reasoning")
-        if label_scale is None:
-            label_scale = meta.get("label_scale", (0, 1, 2))
-        if template is None and meta.get("template") and meta.get("mode") == mode:
-            template = meta["template"]
+        defaults = model_defaults(meta, mode=mode, label_scale=label_scale, template=template)
+        mode, template = defaults.mode, defaults.template  # type: ignore[assignment]
         if mode not in ("reasoning", "direct"):
             raise ValueError(f"mode must be 'reasoning' or 'direct', got {mode!r}")
         self._fusion_required = fusion_weight is not None  # explicit: documents without scores are an error
@@ -140,8 +137,7 @@ class ReasoningReranker:
                              "explains every document already: pass mode='direct' or drop explain_top_k")
         self.explain_top_k = explain_top_k
         self._explainer: ReasoningReranker | None = None
-        scale = range(label_scale + 1) if isinstance(label_scale, int) else label_scale
-        self.labels = validate_labels(scale)
+        self.labels = validate_labels(defaults.label_scale)
         self.mode: Mode = mode
         self.template = get_template(template, mode)
         self.spec = LabelSpec(labels=self.labels, marker=self.template.marker)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank.evaluation import bm25_search, evaluate, load_beir, load_bright, read_trec_run, rerank_run
+from reasonrank.metadata import model_defaults
 
 from .config import EvalConfig
 from .modeling import read_meta, resolve_train_model
@@ -53,8 +54,8 @@ def run_eval(cfg: EvalConfig, *, reranker: Any = None) -> EvalResult:
         {q: docs for q, docs in read_trec_run(cfg.first_stage).items() if q in col.queries}
     model_path = resolve_train_model(cfg.model or "")
     meta = read_meta(model_path) if Path(model_path).is_dir() else {}
-    mode = cfg.mode or meta.get("mode") or "reasoning"
-    scale = tuple(cfg.label_scale or meta.get("label_scale") or (0, 1, 2))
+    defaults = model_defaults(meta, mode=cfg.mode, label_scale=cfg.label_scale or None)
+    mode, scale = defaults.mode, defaults.label_scale
     own = reranker is None
     if own:
         reranker = ReasoningReranker(model_path, backend=cfg.backend, mode=mode, label_scale=scale,

@@ -16,6 +16,7 @@ from typing import Any
 
 from reasonrank._deps import require
 from reasonrank.backends.dtypes import resolve_dtype
+from reasonrank.metadata import model_defaults
 
 from .config import ExportConfig
 from .modeling import META_FILE, is_adapter_dir, load_model, load_tokenizer, read_meta, resolve_train_model
@@ -83,8 +84,8 @@ def run_export(cfg: ExportConfig) -> ExportResult:
     """Merge (if needed) and save; optionally load the export in ``ReasoningReranker`` and score one pair."""
     src = Path(cfg.model or "")
     meta = read_meta(src)
-    mode = cfg.mode or meta.get("mode") or "reasoning"
-    scale = tuple(cfg.label_scale or meta.get("label_scale") or (0, 1, 2))
+    defaults = model_defaults(meta, mode=cfg.mode, label_scale=cfg.label_scale or None)
+    mode, scale = defaults.mode, defaults.label_scale
     out = Path(cfg.output_dir or "")
     if out.resolve() == src.resolve():
         raise ValueError("output_dir must differ from model; export writes a new directory")
