@@ -102,6 +102,19 @@ def _table(results: Sequence[Any], mode: str) -> str:
     return "\n".join(lines)
 
 
+def reranker_from_args(args: argparse.Namespace, **extra: Any) -> Any:
+    """The :class:`~reasonrank.ReasoningReranker` that ``rerank`` and ``serve`` build from their shared options
+    (``extra``: the options only one of them has)."""
+    from .reranker import ReasoningReranker
+
+    labels = tuple(int(x) for x in args.labels.split(",")) if args.labels else None
+    return ReasoningReranker(
+        args.model, backend=args.backend, mode=args.mode, label_scale=labels, template=args.template,
+        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        on_parse_error=args.on_parse_error, device=args.device, dtype=args.dtype,
+        **parse_options(args.backend_opt), **extra)
+
+
 def bm25_first_stage(query: str, docs: Sequence[Any], k: int | None = None) -> tuple[list[Any], list[int]]:
     """The top ``k`` documents (all when None) by BM25 over title + text, as :class:`~reasonrank.Document` with
     ``first_stage_score`` set (0.0 for a document sharing no term with the query), best first, and their
@@ -132,18 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     from ._deps import MissingDependencyError
     from .parsing import ParseError
-    from .reranker import ReasoningReranker
 
     lines: list[int] = []
     name = "<stdin>" if args.docs == "-" else args.docs
     try:
         docs = read_docs(args.docs, lines)
-        labels = tuple(int(x) for x in args.labels.split(",")) if args.labels else None
-        reranker = ReasoningReranker(
-            args.model, backend=args.backend, mode=args.mode, label_scale=labels, template=args.template,
-            max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-            on_parse_error=args.on_parse_error, fusion_weight=args.fusion_weight, device=args.device,
-            dtype=args.dtype, **parse_options(args.backend_opt))
+        reranker = reranker_from_args(args, fusion_weight=args.fusion_weight)
         if args.first_stage == "bm25":
             docs, order = bm25_first_stage(args.query, docs, args.first_stage_k)
             lines = [lines[i] for i in order]

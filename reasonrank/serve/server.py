@@ -84,21 +84,14 @@ def serve_from_args(args: argparse.Namespace) -> int:
     """``reasonrank serve``: build the reranker from the parsed arguments and serve it."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from ..options import parse_options
+    from ..cli import reranker_from_args
 
     try:
         require("fastapi", "serve", purpose="reasonrank serve")
         require("uvicorn", "serve", purpose="reasonrank serve")
         require("prometheus_client", "serve", purpose="reasonrank serve")
         config = config_from_args(args)
-        from ..reranker import ReasoningReranker
-
-        labels = tuple(int(x) for x in args.labels.split(",")) if args.labels else None
-        reranker = ReasoningReranker(
-            args.model, backend=args.backend, mode=args.mode, label_scale=labels, template=args.template,
-            max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-            on_parse_error=args.on_parse_error, explain_top_k=args.explain_top_k, device=args.device,
-            dtype=args.dtype, **parse_options(args.backend_opt))
+        reranker = reranker_from_args(args, explain_top_k=args.explain_top_k)
     except (ValueError, TypeError, OSError, MissingDependencyError) as exc:
         print(f"reasonrank: error: {exc}", file=sys.stderr)
         return 2
