@@ -8,4 +8,4 @@ bash scripts/setup.sh > setup.log 2>&1 || { tail -n 40 setup.log; echo "setup fa
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
 reasonrank rerank --query "how does BM25 score documents" --docs examples/search-sample.jsonl \
-  --first-stage bm25 --explain --max-new-tokens 64 --dtype bfloat16 "$@"
+  --first-stage bm25 --explain --max-new-tokens 64 "$@"

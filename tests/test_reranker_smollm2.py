@@ -92,7 +92,7 @@ def test_truncation_on_real_tokenizer(smollm2_direct: ReasoningReranker) -> None
 
 def test_gguf_file_loads_directly_without_cache(smollm2_direct: ReasoningReranker) -> None:
     """A .gguf path is a valid model (dequantised by transformers); it scores like the cached conversion."""
-    rr = ReasoningReranker(str(smollm2_gguf_path()), mode="direct", cache_gguf=False)
+    rr = ReasoningReranker(str(smollm2_gguf_path()), mode="direct", cache_gguf=False, dtype="float32")  # as the fixture
     docs = _docs()[:3]
     assert [r.score for r in rr.score(QUERY, docs)] == pytest.approx(
         [r.score for r in smollm2_direct.score(QUERY, docs)], abs=1e-5)

@@ -341,7 +341,10 @@ def test_load_concurrent_requests_are_batched_and_exact(direct: Server, ref: Rea
 
 
 # ------------------------------------------------------------------------------------------ server R (reasoning)
-REASONING_ARGS = ("--mode", "reasoning", "--batch-size", "4", "--max-batch-docs", "4", "--max-new-tokens", "192")
+# fp32: answers are compared exactly with the in-process reranker, and the overload/timeout tests size their
+# work for the speed they were written against
+REASONING_ARGS = ("--mode", "reasoning", "--dtype", "float32", "--batch-size", "4", "--max-batch-docs", "4",
+                  "--max-new-tokens", "192")
 
 
 @pytest.fixture(scope="module")
@@ -356,7 +359,8 @@ def test_no_auth_and_reasoning_explanations(reasoning: Server, tiny_model_dir: P
     docs = TEXTS[:2]
     r = httpx.post(reasoning.url + "/v2/rerank", json={"query": QUERY, "documents": docs}, timeout=60)
     assert r.status_code == 200, r.text
-    rr = ReasoningReranker(str(tiny_model_dir), mode="reasoning", device="cpu", batch_size=4, max_new_tokens=192)
+    rr = ReasoningReranker(str(tiny_model_dir), mode="reasoning", device="cpu", dtype="float32", batch_size=4,
+                           max_new_tokens=192)
     try:
         expected = rr.score(QUERY, docs)
     finally:

@@ -152,7 +152,8 @@ class RerankService:
             raise self.unavailable(str(exc)) from None
         watcher = asyncio.ensure_future(_client_gone(receive))
         try:
-            done, _ = await asyncio.wait({fut, watcher},  # type: ignore[type-var]  # two futures, one loop timeout=self.config.request_timeout_s,
+            waiting: set[asyncio.Future[Any]] = {fut, watcher}
+            done, _ = await asyncio.wait(waiting, timeout=self.config.request_timeout_s,
                                         return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
