@@ -114,9 +114,7 @@ class RerankService:
         if not shown:
             return results
         judged = await self._run([(query, _Explain(documents[r.index])) for r in shown], receive, len(shown))
-        by_index = {r.index: j for r, j in zip(shown, judged)}
-        return [replace(r, explanation=by_index[r.index].explanation, raw_output=by_index[r.index].raw_output)
-                if r.index in by_index else r for r in results]
+        return self.reranker._explained(results, shown, judged)  # the core's own merge (ReasoningReranker.rank)
 
     def begin_drain(self) -> None:
         """Answer new requests with 503 (``/health`` too, so load balancers stop routing here)."""
