@@ -45,7 +45,7 @@ def shipped(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason="issue 11 target not met yet: alone, reasonrank-tiny ranks the BM25 "
                    "definition first but the Lucene note last (below pasta); fused with BM25 the definition is "
-                   "2nd (README); remove this marker when a better model passes")
+                   "3rd (README); remove this marker when a better model passes")
 def test_shipped_model_ranks_the_demo_first_stage(shipped) -> None:
     """The demo's ranking: BM25's definition first, the pasta recipe and the injected page below every
     on-topic document, from the model score alone and fused with BM25."""
