@@ -31,8 +31,6 @@ logger = logging.getLogger(__name__)
 
 Mode = Literal["reasoning", "direct"]
 OnParseError = Literal["fallback", "raise", "report"]
-# A planning step asks the backend for one of two things (typed requests); drivers (sync/async) answer it.
-_Request = Request
 # Per document: (label probabilities, parsed label or None, explanation, parse_ok)
 _Row = tuple[tuple[float, ...], "int | None", "str | None", bool]
 
@@ -257,7 +255,7 @@ class ReasoningReranker:
             order = order[:top_k]
         return [replace(r, rank=k + 1) for k, r in enumerate(order)]
 
-    def _drive(self, plan: Generator[_Request, Any, list[RerankResult]]) -> list[RerankResult]:
+    def _drive(self, plan: Generator[Request, Any, list[RerankResult]]) -> list[RerankResult]:
         try:
             req = next(plan)
             while True:
@@ -270,7 +268,7 @@ class ReasoningReranker:
         except StopIteration as stop:
             return stop.value
 
-    async def _adrive(self, plan: Generator[_Request, Any, list[RerankResult]]) -> list[RerankResult]:
+    async def _adrive(self, plan: Generator[Request, Any, list[RerankResult]]) -> list[RerankResult]:
         try:
             req = next(plan)
             while True:
@@ -308,7 +306,7 @@ class ReasoningReranker:
         return documents
 
     def _plan(self, queries: Sequence[str], docs: Sequence[DocInput], *, fuse: bool = True
-              ) -> Generator[_Request, Any, list[RerankResult]]:
+              ) -> Generator[Request, Any, list[RerankResult]]:
         """Plan the judging of ``docs``: one query for all (``[query]``) or one query per document."""
         for q in dict.fromkeys(queries):
             self._validate(q, [])
@@ -358,7 +356,7 @@ class ReasoningReranker:
     def _failed_row(self) -> _Row:
         return (0.0,) * len(self.labels), self.labels[0], None, False
 
-    def _plan_direct(self, prompts: list[Prompt]) -> Generator[_Request, Any, tuple[list[_Row], dict[int, str],
+    def _plan_direct(self, prompts: list[Prompt]) -> Generator[Request, Any, tuple[list[_Row], dict[int, str],
                                                                                    list[Generation]]]:
         """One label-probability pass; the label is the most probable one."""
         lps = yield LabelRequest(prompts)
@@ -378,7 +376,7 @@ class ReasoningReranker:
             return None
 
     def _plan_reasoning(self, queries: list[str], doc_texts: list[str], prompts: list[Prompt]
-                        ) -> Generator[_Request, Any, tuple[list[_Row], dict[int, str], list[Generation]]]:
+                        ) -> Generator[Request, Any, tuple[list[_Row], dict[int, str], list[Generation]]]:
         """Generate; read the label where the model wrote it, else force the verdict in a second pass."""
         labels, prefix = self.labels, self.template.assistant_prefix
         gens = yield GenerateRequest(prompts)

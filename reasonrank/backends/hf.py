@@ -8,6 +8,7 @@ not the vocabulary) and stops each sequence as soon as its verdict's label is wr
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -265,7 +266,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         if prefix is not None:
             ids, cache = prefix
             rows, n = enc["input_ids"].shape[0], len(ids)
-            cache = __import__("copy").deepcopy(cache)
+            cache = copy.deepcopy(cache)  # each batch extends its own copy
             cache.batch_repeat_interleave(rows)
             mask = enc["attention_mask"]
             kw.update({self._cache_kw: cache}, attention_mask=torch.cat([mask.new_ones(rows, n), mask], dim=1),
