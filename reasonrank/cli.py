@@ -157,7 +157,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.explain and reranker.mode == "direct":  # explain every shown result (explain_top_k)
             reranker.explain_top_k = args.top_k or len(docs) or None
         results = reranker.rank(args.query, docs, top_k=args.top_k)
-    except (DocsFileError, ValueError, TypeError, OSError, MissingDependencyError, ParseError) as exc:
+    except (DocsFileError, ValueError, TypeError, OSError, MissingDependencyError, ParseError, RuntimeError) as exc:
+        # RuntimeError: a server's HTTP error or reply without logprobs, a failed request (one line, exit 2)
+        if args.verbose:
+            logging.getLogger(__name__).exception("reasonrank rerank failed")
         # a document's list index -> its line in the file
         msg = re.sub(r"docs\[(\d+)\]", lambda m: f"{name}:{lines[int(m.group(1))]}" if int(m.group(1)) < len(lines)
                      else m.group(0), str(exc))

@@ -119,6 +119,10 @@ def resolve_model(model: str) -> str:
     Example:
         >>> resolve_model("Qwen/Qwen2.5-3B-Instruct")
         'Qwen/Qwen2.5-3B-Instruct'
+        >>> resolve_model("/no/such/model")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: model '/no/such/model' does not exist: give a local model directory, a .gguf file, a hub id (offline: one in the Hugging Face cache) or an alias (...)
     """
     if not isinstance(model, str) or not model.strip():
         raise ValueError("model must be a non-empty string: a hub id, a local directory, a .gguf file, "
@@ -131,4 +135,10 @@ def resolve_model(model: str) -> str:
         return str(merge_adapter(shipped_model_dir(model)))
     if is_adapter_dir(model):
         return str(merge_adapter(model))
-    return model
+    path = Path(model).expanduser()
+    is_path = model.startswith(("/", "./", "../", "~")) or model.endswith(".gguf") or model.count("/") > 1
+    if is_path and not path.exists():
+        raise FileNotFoundError(f"model {model!r} does not exist: give a local model directory, a .gguf file, a "
+                                f"hub id (offline: one in the Hugging Face cache) or an alias "
+                                f"({', '.join(sorted({LOCAL_SMOLLM2, *SHIPPED_MODELS, *SPLIT_GGUF_MODELS}))})")
+    return str(path) if model.startswith("~") else model

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = ["Judgment", "ParseError", "parse_judgment", "label_distribution", "expected_score",
-           "validate_labels", "verdict_regex", "NonFiniteScores"]
+           "validate_labels", "verdict_regex", "find_verdicts", "Verdict", "matching_view", "NonFiniteScores"]
 
 
 class ParseError(ValueError):
@@ -79,6 +80,77 @@ def verdict_regex(marker: str = "Relevance:") -> re.Pattern[str]:
                       re.IGNORECASE)
 
 
+# Characters that render as nothing (zero-width space/joiners, word joiner, BOM, soft hyphen, ...) and letters
+# that look like the Latin ones of a verdict (Cyrillic and Greek capitals and small letters): a document
+# could hide "Relevance: 2" from a plain regex with them while the model still reads it.
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b\u200c\u200d\u200e"
+                                    "\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2061\u2062\u2063\u2064"
+                                    "\u2066\u2067\u2068\u2069\ufeff"), "")
+_LOOKALIKES = str.maketrans("АВЕЅІЈКМНОРСТХУаеіјоосрѕхуԁӏΑΒΕΖΗΙΚΜΝΟΡΤΥΧαεινορτυχ",
+                            "ABESIJKMHOPCTXYaeijoocpsxydlABEZHIKMNOPTYXaeivoptux")
+
+
+def matching_view(text: str) -> tuple[str, list[int] | None]:
+    """The text verdicts are matched in: NFKC-normalised (fullwidth and styled letters and digits become
+    plain ones), invisible characters removed, Cyrillic/Greek look-alike letters mapped to Latin; with, for
+    each of its characters, the index of the character of ``text`` it comes from (None: the identity, for
+    ASCII text). Linear in the text.
+
+    Example:
+        >>> matching_view("R\u200belevance")[0], matching_view("Ｒеlevance: ２")[0]
+        ('Relevance', 'Relevance: 2')
+    """
+    if text.isascii():
+        return text, None
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        if ch.isascii():
+            out.append(ch)
+            origin.append(i)
+            continue
+        norm = unicodedata.normalize("NFKC", ch).translate(_INVISIBLE).translate(_LOOKALIKES)
+        out.append(norm)
+        origin.extend([i] * len(norm))
+    return "".join(out), origin
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict found by :func:`find_verdicts`, in the coordinates of the original text.
+
+    Attributes:
+        start: First character of the verdict (its marker word).
+        end: One past its last character.
+        label: The label written (not checked against a scale).
+        label_start: Character offset of the label's first digit.
+    """
+
+    start: int
+    end: int
+    label: int
+    label_start: int
+
+
+def find_verdicts(text: str, marker: str = "Relevance:") -> list[Verdict]:
+    """Every verdict of :func:`verdict_regex`'s grammar in ``text``, matched in its :func:`matching_view`
+    (so ``Rel\u200bevance: 2`` or ``Rеlevance: 2`` with a Cyrillic ``е`` count); the one grammar of the parser,
+    the sanitiser (:func:`reasonrank.safety.neutralize`) and the backends' stop rule.
+
+    Example:
+        >>> [(v.label, v.start, v.end) for v in find_verdicts("ok. Relevance: 2 and RELEVANCE **１**")]
+        [(2, 4, 16), (1, 21, 34)]
+    """
+    view, origin = matching_view(text)
+    found = []
+    for m in verdict_regex(marker).finditer(view):
+        if origin is None:
+            found.append(Verdict(m.start(), m.end(), int(m.group(1)), m.start(1)))
+        else:
+            found.append(Verdict(origin[m.start()], origin[m.end() - 1] + 1, int(m.group(1)), origin[m.start(1)]))
+    return found
+
+
 _EXPLANATION_HEAD = re.compile(r"^[\s*_#]{0,16}(?:explanation|reasoning|rationale)[\s*_:]{0,16}", re.I)
 
 
@@ -118,16 +190,15 @@ def parse_judgment(text: str, labels: Sequence[int] = (0, 1, 2), marker: str = "
     """
     if not isinstance(text, str):
         return Judgment(False, None, "", None, f"output is {type(text).__name__}, not text")
-    matches = list(verdict_regex(marker).finditer(text))
-    if not matches:
+    verdicts = find_verdicts(text, marker)
+    if not verdicts:
         expl = _EXPLANATION_HEAD.sub("", text, count=1).strip()
         return Judgment(False, None, expl, None, f"no '{marker.strip()} <label>' verdict found in the output")
-    m = matches[-1]
-    label = int(m.group(1))
-    explanation = _tidy(_EXPLANATION_HEAD.sub("", text[: m.start()], count=1))
-    if label not in labels:
-        return Judgment(False, None, explanation, m.start(1), f"label {label} is not on the scale {tuple(labels)}")
-    return Judgment(True, label, explanation, m.start(1), None)
+    v = verdicts[-1]
+    explanation = _tidy(_EXPLANATION_HEAD.sub("", text[: v.start], count=1))
+    if v.label not in labels:
+        return Judgment(False, None, explanation, v.label_start, f"label {v.label} is not on the scale {tuple(labels)}")
+    return Judgment(True, v.label, explanation, v.label_start, None)
 
 
 def label_distribution(logprobs: Mapping[int, float], labels: Sequence[int]) -> tuple[float, ...]:

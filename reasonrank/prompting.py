@@ -6,7 +6,7 @@ The steps, in this order:
 
 1. the document's prompt text (title + text, :attr:`reasonrank.schema.Document.prompt_text`);
 2. sanitising against prompt injection (:func:`reasonrank.safety.neutralize`) with the *model's* control
-   strings, when ``sanitize`` is on (the serving default);
+   strings, when ``sanitize`` is on (the serving default); the query's control strings are broken too;
 3. truncation to ``max_doc_tokens`` tokens of the model's tokenizer (never the query or instruction);
 4. the template's chat messages and assistant prefix (:class:`reasonrank.backends.Prompt`).
 
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from .backends.base import Prompt
 from .backends.tokenization import tokenizer_control_strings, truncate_text
-from .safety import neutralize
+from .safety import break_controls, neutralize
 from .schema import Document
 from .templates import PromptTemplate
 
@@ -75,6 +75,11 @@ class PromptBuilder:
             texts = [neutralize(t, marker=self.template.marker, controls=controls) for t in texts]
         return [ops.truncate(t, self.max_doc_tokens) for t in texts]
 
+    def query_text(self, query: str, ops: TextOps) -> str:
+        """The query as prompts carry it: with ``sanitize``, its chat control strings broken
+        (:func:`reasonrank.safety.break_controls`), so a query cannot fake a turn either."""
+        return break_controls(query, controls=ops.control_strings()) if self.sanitize else query
+
     def prompt(self, query: str, doc_text: str, *, assistant_prefix: str | None = None) -> Prompt:
         """The prompt of a query and an already prepared document text (see :meth:`document_texts`)."""
         msgs = self.template.messages(query=query, document=doc_text, labels=self.labels)
@@ -83,4 +88,5 @@ class PromptBuilder:
 
     def build(self, query: str, docs: Sequence[Document], ops: TextOps) -> list[tuple[Prompt, bool]]:
         """Prompts of one query's documents, each with its was-truncated flag."""
-        return [(self.prompt(query, text), cut) for text, cut in self.document_texts(docs, ops)]
+        q = self.query_text(query, ops)
+        return [(self.prompt(q, text), cut) for text, cut in self.document_texts(docs, ops)]

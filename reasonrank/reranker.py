@@ -1,48 +1,31 @@
-"""The front door: :class:`ReasoningReranker`."""
+"""The front door: :class:`ReasoningReranker`.
+
+The constructor checks the settings and picks the backend. Each verb builds a
+:class:`reasonrank.planning.Planner` from the current settings and answers its plan's requests with the
+backend: a sync driver (``score``, ``rank``, ``score_pairs``) and an async one (``ascore``, ``arank``)
+over the same plan.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .backends import Backend, Generation, LabelSpec, Prompt, create_backend
-from .backends.base import FailedLabels, GenerateRequest, LabelRequest, Request
-from .fusion import fuse_scores
+from .backends import Backend, LabelRequest, LabelSpec, Prompt, create_backend
 from .metadata import model_defaults
 from .models import DEFAULT_MODEL, META_FILE, read_model_meta
-from .parsing import (
-    NonFiniteScores,
-    ParseError,
-    expected_score,
-    label_distribution,
-    parse_judgment,
-    validate_labels,
-)
+from .parsing import parse_judgment, validate_labels
+from .planning import Mode, OnParseError, Plan, Planner
 from .prompting import PromptBuilder
-from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
+from .schema import DocInput, RerankResult, RerankStats
 from .templates import PromptTemplate, get_template
 
-__all__ = ["ReasoningReranker"]
+__all__ = ["Mode", "ReasoningReranker"]  # Mode: the type of `mode=` (adapters import it from here)
 
 logger = logging.getLogger(__name__)
-
-Mode = Literal["reasoning", "direct"]
-OnParseError = Literal["fallback", "raise", "report"]
-# Per document: (label probabilities, parsed label or None, explanation, parse_ok)
-_Row = tuple[tuple[float, ...], "int | None", "str | None", bool]
-
-
-def _check_encodable(text: str, where: str) -> None:
-    """Text a tokenizer cannot take (a lone surrogate such as ``"\\ud800"``) fails here, naming where."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"{where} holds a character that is not valid Unicode text ({exc.object[exc.start]!r} at "
-                         f"offset {exc.start}, a lone surrogate); clean it first, e.g. "
-                         "text.encode('utf-8', 'replace').decode('utf-8')") from None
 
 
 class ReasoningReranker:
@@ -172,7 +155,7 @@ class ReasoningReranker:
             TypeError: a document is None or of an unsupported type (the message names its index).
             ParseError: unparseable output with ``on_parse_error="raise"``.
         """
-        return self._drive(self._plan([query], docs))
+        return self._drive(self._planner().plan([query], docs))
 
     def rank(self, query: str, docs: Sequence[DocInput], top_k: int | None = None) -> list[RerankResult]:
         """``score`` then sort by score (ties keep input order); keep the best ``top_k`` (all when None)."""
@@ -185,7 +168,7 @@ class ReasoningReranker:
 
     async def ascore(self, query: str, docs: Sequence[DocInput]) -> list[RerankResult]:
         """Async :meth:`score` (native async for backends that have it, e.g. openai)."""
-        return await self._adrive(self._plan([query], docs))
+        return await self._adrive(self._planner().plan([query], docs))
 
     async def arank(self, query: str, docs: Sequence[DocInput], top_k: int | None = None) -> list[RerankResult]:
         """Async :meth:`rank`."""
@@ -218,7 +201,7 @@ class ReasoningReranker:
             raise TypeError("pairs must be a sequence of (query, document) tuples")
         if not pairs:
             return []
-        return self._drive(self._plan([q for q, _ in pairs], [d for _, d in pairs], fuse=False))
+        return self._drive(self._planner().plan([q for q, _ in pairs], [d for _, d in pairs], fuse=False))
 
     def close(self) -> None:
         self.backend.close()
@@ -255,7 +238,7 @@ class ReasoningReranker:
             order = order[:top_k]
         return [replace(r, rank=k + 1) for k, r in enumerate(order)]
 
-    def _drive(self, plan: Generator[Request, Any, list[RerankResult]]) -> list[RerankResult]:
+    def _drive(self, plan: Plan) -> list[RerankResult]:
         try:
             req = next(plan)
             while True:
@@ -268,7 +251,7 @@ class ReasoningReranker:
         except StopIteration as stop:
             return stop.value
 
-    async def _adrive(self, plan: Generator[Request, Any, list[RerankResult]]) -> list[RerankResult]:
+    async def _adrive(self, plan: Plan) -> list[RerankResult]:
         try:
             req = next(plan)
             while True:
@@ -289,130 +272,7 @@ class ReasoningReranker:
     def _prompt(self, query: str, doc_text: str, assistant_prefix: str | None = None) -> Prompt:
         return self.prompts.prompt(query, doc_text, assistant_prefix=assistant_prefix)
 
-    def _validate(self, query: object, docs: object) -> list[Document]:
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
-        if not query.strip():
-            raise ValueError("query is empty; pass a non-empty query string")
-        _check_encodable(query, "query")
-        documents = to_documents(docs)
-        for i, d in enumerate(documents):
-            if not d.text.strip() and not (d.title or "").strip():
-                raise ValueError(f"docs[{i}] has empty text; remove empty documents before reranking "
-                                 "(an empty document cannot be judged)")
-            _check_encodable(d.text, f"docs[{i}] text")
-            if d.title:
-                _check_encodable(d.title, f"docs[{i}] title")
-        return documents
-
-    def _plan(self, queries: Sequence[str], docs: Sequence[DocInput], *, fuse: bool = True
-              ) -> Generator[Request, Any, list[RerankResult]]:
-        """Plan the judging of ``docs``: one query for all (``[query]``) or one query per document."""
-        for q in dict.fromkeys(queries):
-            self._validate(q, [])
-        documents = self._validate(queries[0], docs)
-        if not documents:
-            return []
-        per_doc = list(queries) if len(queries) > 1 else [queries[0]] * len(documents)
-        fuse = fuse and bool(self.fusion_weight)  # None or 0: the model score alone
-        if fuse:
-            missing = [i for i, d in enumerate(documents) if d.first_stage_score is None]
-            if len(missing) == len(documents) and not self._fusion_required:
-                fuse = False  # the model card's default weight: nothing to fuse with, model scores alone
-            elif missing:
-                raise ValueError(f"docs[{missing[0]}] has no first-stage score, which fusion_weight needs: give "
-                                 "every document one (Document(first_stage_score=...) or a dict key 'score'), or "
-                                 "construct the reranker without fusion_weight")
-        cut = self.prompts.document_texts(documents, self.backend)
-        n_trunc = sum(t for _, t in cut)
-        if n_trunc:
-            logger.info("%d of %d documents truncated to %d tokens", n_trunc, len(documents), self.max_doc_tokens)
-        prompts = [self._prompt(q, text) for q, (text, _) in zip(per_doc, cut)]
-        if self.mode == "direct":
-            rows, errors, gens = yield from self._plan_direct(prompts)
-        else:
-            rows, errors, gens = yield from self._plan_reasoning(per_doc, [t for t, _ in cut], prompts)
-        if errors:
-            self.stats.errors += len(errors)
-            logger.warning("%d of %d documents could not be scored; reported with error set, score 0, ranked "
-                           "last (first: %s)", len(errors), len(documents), next(iter(errors.values())))
-        self.stats.documents += len(documents)
-        self.stats.truncated += n_trunc
-        results = []
-        labels = self.labels
-        model_scores = [expected_score(probs, labels) for probs, _, _, _ in rows]
-        scores = model_scores if not fuse else \
-            fuse_scores(model_scores, [float(d.first_stage_score or 0.0) for d in documents], float(self.fusion_weight or 0))
-        for i, (doc, (_, was_cut), (probs, parsed, expl, ok)) in enumerate(zip(documents, cut, rows)):
-            label = parsed if parsed is not None else labels[max(range(len(probs)), key=lambda k: (probs[k], -k))]
-            failed = i in errors
-            results.append(RerankResult(
-                index=i, id=doc.id, text=doc.text, score=0.0 if failed else scores[i], label=label,
-                label_probs=probs, explanation=expl, raw_output=(self.template.assistant_prefix + gens[i].text)
-                if gens and not gens[i].error else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
-                error=errors.get(i), model_score=model_scores[i], first_stage_score=doc.first_stage_score))
-        return results
-
-    def _failed_row(self) -> _Row:
-        return (0.0,) * len(self.labels), self.labels[0], None, False
-
-    def _plan_direct(self, prompts: list[Prompt]) -> Generator[Request, Any, tuple[list[_Row], dict[int, str],
-                                                                                   list[Generation]]]:
-        """One label-probability pass; the label is the most probable one."""
-        lps = yield LabelRequest(prompts)
-        errors = {i: lp.error for i, lp in enumerate(lps) if isinstance(lp, FailedLabels)}
-        rows = []
-        for i, lp in enumerate(lps):
-            dist = None if i in errors else self._distribution(lp, i, errors)
-            rows.append(self._failed_row() if dist is None else (dist, None, None, True))
-        return rows, errors, []
-
-    def _distribution(self, lp: dict[int, float], i: int, errors: dict[int, str]) -> tuple[float, ...] | None:
-        """Label probabilities, or None with ``errors[i]`` set when the backend gave non-finite values."""
-        try:
-            return label_distribution(lp, self.labels)
-        except NonFiniteScores as exc:
-            errors[i] = str(exc)
-            return None
-
-    def _plan_reasoning(self, queries: list[str], doc_texts: list[str], prompts: list[Prompt]
-                        ) -> Generator[Request, Any, tuple[list[_Row], dict[int, str], list[Generation]]]:
-        """Generate; read the label where the model wrote it, else force the verdict in a second pass."""
-        labels, prefix = self.labels, self.template.assistant_prefix
-        gens = yield GenerateRequest(prompts)
-        judgments = [parse_judgment(prefix + g.text, labels, self.spec.marker) for g in gens]
-        errors = {i: g.error for i, g in enumerate(gens) if g.error}
-        forced: list[int] = []
-        forced_prompts: list[Prompt] = []
-        for i, (g, j) in enumerate(zip(gens, judgments)):
-            raw = prefix + g.text
-            if i in errors or (j.ok and g.label_logprobs):
-                continue
-            if not j.ok and self.on_parse_error == "report":
-                errors[i] = f"no valid verdict in the output: {j.error}"
-                continue
-            if not j.ok and self.on_parse_error == "raise":
-                raise ParseError(f"docs[{i}]: {j.error}; model output was {raw[:300]!r}. Pass "
-                                 "on_parse_error='fallback' to score such outputs from label probabilities")
-            head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + self.spec.marker
-            forced.append(i)
-            forced_prompts.append(self._prompt(queries[i], doc_texts[i], assistant_prefix=head))
-        forced_lps = (yield LabelRequest(forced_prompts)) if forced_prompts else []
-        by_doc = dict(zip(forced, forced_lps))
-        errors.update({i: lp.error for i, lp in by_doc.items() if isinstance(lp, FailedLabels)})
-        rows: list[_Row] = []
-        for i, (g, j) in enumerate(zip(gens, judgments)):
-            dist = None if i in errors else self._distribution(
-                g.label_logprobs if (j.ok and g.label_logprobs) else by_doc[i], i, errors)
-            if dist is None:
-                rows.append(self._failed_row())
-                continue
-            rows.append((dist, j.label if j.ok else None, j.explanation, j.ok))
-        failures = sum(1 for i, j in enumerate(judgments) if not j.ok and not gens[i].error)
-        if failures:
-            self.stats.parse_failures += failures
-            logger.warning("%d of %d outputs had no valid verdict; %s", failures, len(gens),
-                           "reported as errors" if self.on_parse_error == "report" else
-                           "scored from label probabilities (parse_ok=False)")
-        self.stats.generated_tokens += sum(g.num_tokens for g in gens)
-        return rows, errors, gens
+    def _planner(self) -> Planner:
+        """The planner with this reranker's current settings."""
+        return Planner(prompts=self.prompts, text_ops=self.backend, mode=self.mode, on_parse_error=self.on_parse_error,
+                       fusion_weight=self.fusion_weight, fusion_required=self._fusion_required, stats=self.stats)

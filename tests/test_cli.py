@@ -51,6 +51,22 @@ def test_errors_exit_2_with_a_fix(tiny_model_dir: Path, args: list[str], stdin: 
     assert p.returncode == 2 and needle in p.stderr, p.stderr
 
 
+def test_server_and_model_failures_are_one_line_and_exit_2(tiny_model_dir: Path) -> None:
+    """HTTP 500, a server that is down and a missing model: one 'reasonrank: error:' line, no traceback."""
+    from reasonrank.testing import StubServer
+
+    base = ["rerank", "--query", "q", "--docs", str(SAMPLE)]
+    remote = ["--model", "m", "--backend", "openai", "--backend-opt", "max_retries=0", "--mode", "reasoning"]
+    with StubServer(lambda n, body: (500, '{"error": "boom"}')) as srv:
+        http_500 = _run(*base, *remote, "--backend-opt", f"base_url={srv.url}")
+    down = _run(*base, *remote, "--backend-opt", "base_url=http://127.0.0.1:9/v1")
+    missing = _run(*base, "--model", "/no/such/model-dir", "--mode", "direct")
+    for p, needle in ((http_500, "returned HTTP 500"), (down, "could not reach"), (missing, "does not exist")):
+        assert p.returncode == 2, p.stderr
+        assert p.stderr.startswith("reasonrank: error:") and needle in p.stderr, p.stderr
+        assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
 def test_empty_query_is_rejected(tiny_model_dir: Path) -> None:
     p = _run("rerank", "--model", str(tiny_model_dir), "--query", " ", "--docs", str(SAMPLE), "--mode", "direct")
     assert p.returncode == 2 and "query is empty" in p.stderr

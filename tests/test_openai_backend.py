@@ -9,19 +9,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +29,7 @@ from reasonrank.backends.openai import (
     ServerUnavailableError,
     labels_from_top_logprobs,
 )
+from reasonrank.testing import StubServer, free_port, serve_process
 
 pytestmark = pytest.mark.server
 
@@ -50,59 +45,6 @@ DOCS = [
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _TinyServer:
-    """A real threaded HTTP server on 127.0.0.1 whose POST answers come from ``respond(n, body)``."""
-
-    def __init__(self, respond: Callable[[int, dict], tuple[int, dict | str]]) -> None:
-        self.requests: list[tuple[float, dict]] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                with lock:
-                    outer.requests.append((time.monotonic(), body))
-                    n = len(outer.requests)
-                    outer.in_flight += 1
-                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
-                try:
-                    status, payload = respond(n, body)
-                finally:
-                    with lock:
-                        outer.in_flight -= 1
-                data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> _TinyServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
-
-
 TOP = {"0": math.log(0.2), "1": math.log(0.3), "2": math.log(0.5)}
 
 
@@ -147,7 +89,7 @@ def test_direct_mode_without_tokenizer_or_prefill_is_refused() -> None:
 
 # ---------------------------------------------------------------------------------------------- failure paths
 def test_server_down_names_url_and_how_to_start(tiny_model_dir: Path) -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     rr = ReasoningReranker("m", backend="openai", mode="direct", base_url=url, tokenizer=str(tiny_model_dir),
                            max_retries=1, backoff=0.01, on_error="report")
     t0 = time.monotonic()
@@ -167,7 +109,7 @@ def test_server_without_logprobs_is_a_clear_error(tiny_model_dir: Path, mode: st
         out["choices"][0]["text"] = " The document explains it.\nRelevance: 2"
         return 200, out
 
-    with _TinyServer(respond) as srv:
+    with StubServer(respond) as srv:
         rr = ReasoningReranker("m", backend="openai", mode=mode, base_url=srv.url, tokenizer=str(tiny_model_dir),
                                on_error="report", max_new_tokens=8)
         with pytest.raises(LogprobsUnsupportedError, match="logits_all") as info:
@@ -183,7 +125,7 @@ def test_retries_503_with_growing_backoff(tiny_model_dir: Path) -> None:
     def respond(n: int, body: dict) -> tuple[int, dict | str]:
         return (503, '{"error": "overloaded"}') if n <= fail_first else (200, _completion())
 
-    with _TinyServer(respond) as srv:
+    with StubServer(respond) as srv:
         rr = ReasoningReranker("m", backend="openai", mode="direct", base_url=srv.url, tokenizer=str(tiny_model_dir),
                                max_retries=4, backoff=0.1)
         [res] = rr.score(QUERY, DOCS[:1])
@@ -199,7 +141,7 @@ def test_retries_503_with_growing_backoff(tiny_model_dir: Path) -> None:
 
 
 def test_retries_are_bounded_and_4xx_not_retried(tiny_model_dir: Path) -> None:
-    with _TinyServer(lambda n, b: (503, '{"error": "still overloaded"}')) as srv:
+    with StubServer(lambda n, b: (503, '{"error": "still overloaded"}')) as srv:
         be = OpenAIBackend("m", base_url=srv.url, tokenizer=str(tiny_model_dir), max_retries=2, backoff=0.01)
         rr = ReasoningReranker(backend=be, mode="direct")
         with pytest.raises(ServerResponseError, match="503") as info:
@@ -207,7 +149,7 @@ def test_retries_are_bounded_and_4xx_not_retried(tiny_model_dir: Path) -> None:
         assert info.value.status == 503 and "still overloaded" in info.value.body
         assert len(srv.requests) == 3
         rr.close()
-    with _TinyServer(lambda n, b: (404, '{"error": "model \'m\' does not exist"}')) as srv:
+    with StubServer(lambda n, b: (404, '{"error": "model \'m\' does not exist"}')) as srv:
         rr = ReasoningReranker("m", backend="openai", mode="direct", base_url=srv.url, tokenizer=str(tiny_model_dir),
                                max_retries=3, backoff=0.01)
         with pytest.raises(ServerResponseError, match="does not exist") as info:
@@ -232,7 +174,7 @@ def test_on_error_report_surfaces_failed_documents(tiny_model_dir: Path, mode: s
         return 200, out
 
     docs = [DOCS[0], "POISON " + DOCS[1], DOCS[2]]
-    with _TinyServer(respond) as srv:
+    with StubServer(respond) as srv:
         rr = ReasoningReranker("m", backend="openai", mode=mode, base_url=srv.url, tokenizer=str(tiny_model_dir),
                                on_error="report", max_new_tokens=16)
         ranked = rr.rank(QUERY, docs)
@@ -258,7 +200,7 @@ def test_concurrency_bound_server_side(tiny_model_dir: Path) -> None:
         return 200, _completion()
 
     for limit in (1, 3):
-        with _TinyServer(respond) as srv:
+        with StubServer(respond) as srv:
             rr = ReasoningReranker("m", backend="openai", mode="direct", base_url=srv.url,
                                    tokenizer=str(tiny_model_dir), max_concurrency=limit)
             res = rr.score(QUERY, DOCS)
@@ -268,42 +210,6 @@ def test_concurrency_bound_server_side(tiny_model_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- llama.cpp
-@contextlib.contextmanager
-def _serve(name: str, cmd: list[str], port: int, log: Path, *, env: dict[str, str], limit_s: float = 180,
-           own_group: bool = False) -> Iterator[str]:
-    """Start a server process on 127.0.0.1:port, wait until ``/v1/models`` answers, yield its base URL, and
-    stop it by PID (terminate, then kill; with ``own_group`` also its process group's children)."""
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=own_group)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + limit_s
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{name} not ready after {limit_s}s:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url + "/models", timeout=2) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=15)
-        if own_group:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)  # leftover engine children of this server only
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` on the SmolLM2 GGUF, 127.0.0.1, random port; stopped by PID."""
@@ -311,12 +217,12 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                         "CMAKE_ARGS='-DGGML_NATIVE=OFF' pip install 'llama-cpp-python[server]'")
     from reasonrank.models import smollm2_gguf_path
 
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("llama") / "server.log"
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf_path()), "--host", "127.0.0.1",
            "--port", str(port), "--n_ctx", "2048", "--logits_all", "true", "--n_threads", "2",
            "--verbose", "false"]
-    with _serve("llama_cpp.server", cmd, port, log, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as url:
+    with serve_process("llama_cpp.server", cmd, port, log, env={**os.environ, "PYTHONUNBUFFERED": "1"}) as url:
         yield url
 
 
@@ -453,13 +359,13 @@ def vllm_server(tmp_path_factory: pytest.TempPathFactory, smollm2_model_dir: Pat
     py = _vllm_python()
     if py is None:
         pytest.skip("no vllm venv: set REASONRANK_VLLM_PYTHON or build .venv-vllm (docs/backends.md, 'vLLM')")
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     cmd = [py, "-m", "vllm.entrypoints.openai.api_server", "--host", "127.0.0.1", "--port", str(port),
            "--model", str(smollm2_model_dir), "--served-model-name", "smollm2", "--max-model-len", "2048",
            "--dtype", "float32"]
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "2", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "HF_HUB_OFFLINE": "1"}
-    with _serve("vLLM OpenAI server", cmd, port, log, env=env, limit_s=600, own_group=True) as url:
+    with serve_process("vLLM OpenAI server", cmd, port, log, env=env, limit_s=600, own_group=True) as url:
         yield url
 
 

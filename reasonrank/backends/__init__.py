@@ -6,10 +6,20 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from .base import Backend, FailedLabels, GenerateRequest, Generation, LabelRequest, LabelSpec, LocateLabel, Prompt
+from .base import (
+    Backend,
+    GenerateRequest,
+    Generation,
+    LabelReply,
+    LabelRequest,
+    LabelScores,
+    LabelSpec,
+    LocateLabel,
+    Prompt,
+)
 
-__all__ = ["Backend", "FailedLabels", "GenerateRequest", "Generation", "LabelRequest", "LabelSpec", "LocateLabel",
-           "Prompt", "register_backend", "create_backend", "available_backends"]
+__all__ = ["Backend", "GenerateRequest", "Generation", "LabelReply", "LabelRequest", "LabelScores", "LabelSpec",
+           "LocateLabel", "Prompt", "register_backend", "create_backend", "available_backends"]
 
 # name -> "module:Class" (lazy, so importing reasonrank never imports torch/vllm/httpx)
 _REGISTRY: dict[str, str | Callable[..., Backend]] = {

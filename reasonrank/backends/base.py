@@ -5,20 +5,21 @@ messages with the model's template, truncates documents to a token budget, and a
 questions:
 
 * :meth:`Backend.label_logprobs` - given prompts that end right at the label marker, the
-  log-probability of each label as the next token (direct mode, and reasoning fallbacks);
+  log-probability of each label as the next token (direct mode, and reasoning fallbacks): per prompt a
+  plain ``{label: logprob}`` mapping, or a :class:`LabelScores` (which can also carry a per-document error);
 * :meth:`Backend.generate` - generate an explanation+verdict and report the label-token
-  log-probabilities at the position where the verdict's label was written.
+  log-probabilities at the position where the verdict's label was written (a :class:`Generation`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel", "FailedLabels", "LabelRequest",
-           "GenerateRequest", "Request"]
+__all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel", "LabelScores", "LabelReply",
+           "LabelRequest", "GenerateRequest", "Request"]
 
 LocateLabel = Callable[[str], "int | None"]
 """Given generated text, return the character offset of the verdict's label digit, or None."""
@@ -60,6 +61,60 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class LabelScores:
+    """A backend's answer for one prompt of :meth:`Backend.label_logprobs`.
+
+    A backend may answer a prompt with a plain ``{label: logprob}`` mapping (success) or with this value,
+    which can also say that the engine failed on that document; :meth:`of` turns either into a
+    ``LabelScores``, the one place the reranker reads replies.
+
+    Attributes:
+        logprobs: Next-token log-probability per label; labels the engine cannot see are left out (they
+            count as probability 0). Empty when ``error`` is set.
+        error: Why the engine failed on this document (the reranker then reports its result with ``error``
+            set, as for a :class:`Generation` with ``error``), or None.
+
+    Example:
+        >>> LabelScores.of({0: -2.3, 1: -0.1}).ok
+        True
+        >>> LabelScores.failed("HTTP 400: prompt too long")
+        LabelScores(logprobs={}, error='HTTP 400: prompt too long')
+    """
+
+    logprobs: Mapping[int, float]
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the engine scored the document (``error`` is None)."""
+        return self.error is None
+
+    @classmethod
+    def failed(cls, error: str) -> LabelScores:
+        """The answer for a document the engine failed on (no log-probabilities)."""
+        return cls(logprobs={}, error=str(error))
+
+    @classmethod
+    def of(cls, reply: LabelReply) -> LabelScores:
+        """Normalise one reply of :meth:`Backend.label_logprobs`: a mapping is a success, a ``LabelScores``
+        is kept as it is.
+
+        Raises:
+            TypeError: the reply is neither (the backend breaks the contract).
+        """
+        if isinstance(reply, LabelScores):
+            return reply
+        if isinstance(reply, Mapping):
+            return cls(logprobs=reply)
+        raise TypeError(f"Backend.label_logprobs must answer each prompt with a {{label: logprob}} mapping or a "
+                        f"LabelScores, got {type(reply).__name__}")
+
+
+LabelReply = Mapping[int, float] | LabelScores
+"""What :meth:`Backend.label_logprobs` may answer per prompt: a plain mapping (success) or :class:`LabelScores`."""
+
+
+@dataclass(frozen=True)
 class LabelRequest:
     """What the reranker's plan asks a driver for: :meth:`Backend.label_logprobs` of these prompts."""
 
@@ -77,19 +132,6 @@ Request = LabelRequest | GenerateRequest
 """A planning step of :class:`reasonrank.ReasoningReranker`; the sync and async drivers answer it."""
 
 
-class FailedLabels(dict):  # type: ignore[type-arg]
-    """Stands in for a ``{label: logprob}`` dict when the engine failed on one document.
-
-    Backends with a per-document failure policy (e.g. the openai backend's ``on_error="report"``) return
-    it from ``label_logprobs``; the reranker turns it into a result with ``error`` set (as for a
-    :class:`Generation` with ``error``). It is an empty dict, so code unaware of it fails loudly.
-    """
-
-    def __init__(self, error: str) -> None:
-        super().__init__()
-        self.error = error
-
-
 class Backend(ABC):
     """Base class of inference backends; register subclasses with :func:`register_backend`."""
 
@@ -100,16 +142,18 @@ class Backend(ABC):
         """Cut ``text`` to at most ``max_tokens`` tokens; return (text, was_truncated)."""
 
     @abstractmethod
-    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
+    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> Sequence[LabelReply]:
         """For prompts whose assistant prefix ends with ``spec.marker``, the next-token log-probability
-        of each label (labels the engine cannot see are left out)."""
+        of each label (labels the engine cannot see are left out): one reply per prompt, in order, either
+        a ``{label: logprob}`` mapping or a :class:`LabelScores` (``LabelScores.failed(error)`` for a
+        document the engine failed on, under a per-document failure policy)."""
 
     @abstractmethod
     def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
                  max_new_tokens: int) -> list[Generation]:
         """Generate one completion per prompt; fill ``label_logprobs`` at the label located by ``locate``."""
 
-    async def alabel_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
+    async def alabel_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> Sequence[LabelReply]:
         """Async variant; the default runs the sync method in a worker thread."""
         return await asyncio.to_thread(self.label_logprobs, prompts, spec)
 

@@ -9,6 +9,7 @@ not the vocabulary) and stops each sequence as soon as its verdict's label is wr
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,10 +21,12 @@ from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
 from .dtypes import resolve_dtype
 from .tokenization import (
     LocalTokenizerMixin,
-    label_step,
+    eos_pad_ids,
+    finish_generation,
     left_pad,
     per_label_logprobs,
-    verdict_pattern,
+    until_stop,
+    verdict_finder,
     verdict_reached,
 )
 
@@ -164,10 +167,12 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         tok.padding_side = "left"
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        self.pad_id = tok.pad_token_id
-        eos = self.model.generation_config.eos_token_id if self.model.generation_config else None
-        eos = eos if eos is not None else tok.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.eos_ids, pad_id = eos_pad_ids(
+            tok, self.model.generation_config.eos_token_id if self.model.generation_config else None)
+        if pad_id is None:
+            raise ValueError("the tokenizer has neither a padding nor an end-of-sequence token; set "
+                             "tokenizer.pad_token before passing it")
+        self.pad_id: int = pad_id
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 0) or 0) or None
         params = __import__("inspect").signature(self.model.forward).parameters
         self._keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
@@ -200,14 +205,6 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
     def describe(self) -> str:
         return f"transformers:{self.model_name} on {self.device} ({str(self.dtype).replace('torch.', '')})"
 
-    # ------------------------------------------------------------------ text
-    def _encode(self, text: str) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if self.context_length and len(ids) > self.context_length:
-            raise ValueError(f"a prompt is {len(ids)} tokens, over the model's context of {self.context_length}; "
-                             "lower max_doc_tokens or shorten the query")
-        return ids
-
     # ------------------------------------------------------------------ tensors
     def _batch_tensors(self, seqs: list[list[int]]) -> dict[str, Any]:
         return left_pad(self.torch, seqs, self.pad_id, self.device)
@@ -223,9 +220,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
     # ------------------------------------------------------------------ scoring
     def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
         torch = self.torch
-        spacer, cands = self.label_tokens(spec)
-        seqs = [self._encode(self.render(p).rstrip(" ")) + spacer for p in prompts]
-        flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
+        seqs, flat = self.label_inputs(prompts, spec)
         index = torch.tensor([tid for _, tid in flat], device=self.device)
         out: list[dict[int, float]] = [{} for _ in seqs]
         batches = length_sorted_batches([len(s) for s in seqs], self.batch_size, self.max_batch_tokens)
@@ -286,17 +281,11 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
     def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
                  max_new_tokens: int) -> list[Generation]:
         torch, tf = self.torch, self.transformers
-        _, cands = self.label_tokens(spec)
-        flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
+        flat = self.label_candidates(spec)
         index = torch.tensor([tid for _, tid in flat], device=self.device)
         label_ids = {tid for _, tid in flat}
-        seqs = [self._encode(self.render(p)) for p in prompts]
-        if self.context_length:
-            longest = max((len(s) for s in seqs), default=0)
-            if longest + max_new_tokens > self.context_length:
-                raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the "
-                                 f"model's context of {self.context_length}; lower max_doc_tokens or max_new_tokens")
-        verdict = verdict_pattern(spec)
+        seqs = self.generation_inputs(prompts, max_new_tokens)
+        verdict = verdict_finder(spec)
         tok = self.tokenizer
         out: list[Generation | None] = [None] * len(seqs)
         batches = length_sorted_batches([len(s) + max_new_tokens for s in seqs], self.batch_size,
@@ -340,22 +329,13 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
                                           **kwargs)
                 steps = torch.stack(rec.steps, dim=1).cpu().tolist() if rec.steps else [[] for _ in batch]
                 for row, i in enumerate(batch):
-                    ids = res[row, width:].tolist()
-                    stop = next((k for k, t in enumerate(ids) if t in self.eos_ids or t == self.pad_id), len(ids))
-                    ids = ids[:stop]
-                    out[i] = self._finish(ids, steps[row], flat, locate)
+                    out[i] = self._finish(until_stop(res[row, width:].tolist(), self.end_ids), steps[row], flat, locate)
                 bar.update(1)
         return [g for g in out if g is not None]
 
     def _finish(self, ids: list[int], steps: list[list[float]], flat: list[tuple[int, int]],
                 locate: LocateLabel) -> Generation:
-        tok = self.tokenizer
-        text = tok.decode(ids, skip_special_tokens=True)
-        pos = locate(text)
-        if pos is None:
-            return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
-        step = label_step(tok, ids, pos)  # first token whose decoded prefix reaches past the label's offset
-        label_ids = {tid for _, tid in flat}
-        if step is None or step >= len(steps) or ids[step] not in label_ids:
-            return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
-        return Generation(text=text, label_logprobs=per_label_logprobs(flat, steps[step]), num_tokens=len(ids))
+        """The generation of ``ids``; ``steps[k]`` holds the candidates' log-probabilities (``flat`` order)
+        at generated token ``k``."""
+        return finish_generation(self.tokenizer, ids, locate, {tid for _, tid in flat}, steps,
+                                 functools.partial(per_label_logprobs, flat))

@@ -30,16 +30,17 @@ Labels are matched by token text: every top-k token whose stripped text is the l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from .._deps import require
 from ..models import resolve_model
-from .base import Backend, FailedLabels, Generation, LabelSpec, LocateLabel, Prompt
+from .base import Backend, Generation, LabelReply, LabelScores, LabelSpec, LocateLabel, Prompt
 from .http_transport import (
     RETRY_STATUS,  # noqa: F401  (re-exported: it was defined here)
     HttpTransport,
@@ -47,11 +48,12 @@ from .http_transport import (
     ServerResponseError,
     ServerUnavailableError,
     backoff_delay,
+    redact_url,
 )
-from .tokenization import label_tokens, logsumexp, render_prompt, truncate_text, verdict_pattern
+from .tokenization import label_tokens, logsumexp, render_prompt, truncate_text, verdict_finder
 
 __all__ = ["OpenAIBackend", "ServerUnavailableError", "ServerResponseError", "LogprobsUnsupportedError",
-           "FailedLabels", "normalize_base_url", "labels_from_top_logprobs", "backoff_delay"]
+           "normalize_base_url", "labels_from_top_logprobs", "backoff_delay"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -76,7 +78,8 @@ def normalize_base_url(url: str) -> str:
         'https://api.example.com/openai/v1'
     """
     if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url.strip()):
-        raise ValueError(f"base_url must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got {url!r}")
+        shown = redact_url(url) if isinstance(url, str) else url
+        raise ValueError(f"base_url must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got {shown!r}")
     url = url.strip().rstrip("/")
     return url + "/v1" if re.fullmatch(r"https?://[^/]+", url) else url
 
@@ -112,10 +115,11 @@ def _verdict_cut(tokens: Sequence[str], labels: Sequence[int], marker: str) -> i
 
     Mirrors the transformers backend, which stops generating once the verdict's label is written.
     """
-    verdict = verdict_pattern(LabelSpec(labels=tuple(labels), marker=marker))
+    verdict = verdict_finder(LabelSpec(labels=tuple(labels), marker=marker))
     digits = {str(lab) for lab in labels}
     for k, tok in enumerate(tokens):
-        if tok.strip() in digits and verdict.search("".join(tokens[max(0, k - 11): k + 1])):
+        window = "".join(tokens[max(0, k - 11): k + 1]).rstrip()
+        if tok.strip() in digits and any(v.end == len(window) for v in verdict(window)):
             return k + 1
     return len(tokens)
 
@@ -151,7 +155,10 @@ def _read_logprobs(data: Mapping[str, Any], chat: bool) -> tuple[str, list[str],
     if not isinstance(lp, Mapping) or lp.get("top_logprobs") is None or (not lp.get("tokens") and text):
         raise LogprobsUnsupportedError("no logprobs")
     tops = [t or {} for t in lp["top_logprobs"]]
-    return text, list(lp["tokens"]), tops, usage
+    tokens = list(lp["tokens"])
+    if len(tops) != len(tokens):
+        raise ValueError(f"{len(tokens)} tokens but {len(tops)} top_logprobs entries")
+    return text, tokens, tops, usage
 
 
 # ---------------------------------------------------------------------------------------------- backend
@@ -219,6 +226,7 @@ class OpenAIBackend(Backend):
             raise ValueError(f"on_error must be 'raise' or 'report', got {on_error!r}")
         self.model_name = model
         self.base_url = normalize_base_url(url)
+        self.display_url = redact_url(self.base_url)  # what messages, logs and repr show (no password)
         self.api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         self.max_concurrency, self.timeout, self.max_retries = max_concurrency, float(timeout), max_retries
         self.backoff, self.max_backoff, self.top_logprobs = float(backoff), float(max_backoff), top_logprobs
@@ -262,7 +270,7 @@ class OpenAIBackend(Backend):
 
     def describe(self) -> str:
         how = "completions" if self.tokenizer is not None else "chat"
-        return f"openai:{self.model_name} at {self.base_url} ({how}, concurrency {self.max_concurrency})"
+        return f"openai:{self.model_name} at {self.display_url} ({how}, concurrency {self.max_concurrency})"
 
     # ------------------------------------------------------------------ text
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
@@ -318,7 +326,7 @@ class OpenAIBackend(Backend):
 
     def _no_logprobs(self, path: str) -> LogprobsUnsupportedError:
         return LogprobsUnsupportedError(
-            f"the server at {self.base_url} returned {path} without token log-probabilities; reasonrank scores "
+            f"the server at {self.display_url} returned {path} without token log-probabilities; reasonrank scores "
             "from logprobs, so the server must support them: vLLM (default --max-logprobs 20; raise it if you "
             "set top_logprobs higher), llama.cpp `python -m llama_cpp.server --logits_all true`, SGLang "
             "(default). Hosted APIs without logprobs cannot be used.")
@@ -330,10 +338,24 @@ class OpenAIBackend(Backend):
         # whitespace; if the model wants no space and no label, ask again with the space prefilled
         path, body = self._request(prompt, spec, direct=True, max_tokens=3 if chat and not spaced else 1)
         data = await self.transport.post(path, body)
+        with self._reading(path):
+            return await self._labels_of(data, prompt, spec, chat=chat, spaced=spaced)
+
+    @contextlib.contextmanager
+    def _reading(self, path: str) -> Iterator[None]:
+        """Reading a reply: one of the wrong shape (empty ``top_logprobs``, a string log-probability, no
+        ``choices``, ...) fails its document with the URL (a per-document error under ``on_error="report"``)."""
         try:
-            _, tokens, tops, _ = _read_logprobs(data, chat)
+            yield
         except LogprobsUnsupportedError:
             raise self._no_logprobs(path) from None
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise RequestError(f"{self.display_url}{path} returned a malformed reply ({type(exc).__name__}: "
+                               f"{exc})") from exc
+
+    async def _labels_of(self, data: Mapping[str, Any], prompt: Prompt, spec: LabelSpec, *, chat: bool,
+                         spaced: bool) -> dict[int, float]:
+        _, tokens, tops, _ = _read_logprobs(data, chat)
         if not tokens:
             raise RequestError("the server generated no token after the label marker")
         k = 0
@@ -354,10 +376,12 @@ class OpenAIBackend(Backend):
         chat = self.tokenizer is None
         path, body = self._request(prompt, spec, direct=False, max_tokens=max_new_tokens)
         data = await self.transport.post(path, body)
-        try:
-            text, tokens, tops, usage = _read_logprobs(data, chat)
-        except LogprobsUnsupportedError:
-            raise self._no_logprobs(path) from None
+        with self._reading(path):
+            return self._generation_of(data, spec, locate, chat=chat)
+
+    def _generation_of(self, data: Mapping[str, Any], spec: LabelSpec, locate: LocateLabel, *,
+                       chat: bool) -> Generation:
+        text, tokens, tops, usage = _read_logprobs(data, chat)
         n = _verdict_cut(tokens, spec.labels, spec.marker)
         tokens, tops = tokens[:n], tops[:n]
         joined = "".join(tokens)
@@ -380,6 +404,8 @@ class OpenAIBackend(Backend):
         try:
             return await coro
         except (RequestError, ServerResponseError) as exc:
+            if self.display_url not in str(exc):
+                exc = RequestError(f"{self.display_url}: {exc}")
             if self.on_error == "raise":
                 if isinstance(exc, RequestError):
                     raise RuntimeError(f"{exc} (pass on_error='report' to get per-document errors instead)") from exc
@@ -397,8 +423,8 @@ class OpenAIBackend(Backend):
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
 
-    async def alabel_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
-        return await self._fan_out([self._guard(self._one_label(p, spec), FailedLabels) for p in prompts])
+    async def alabel_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[LabelReply]:
+        return await self._fan_out([self._guard(self._one_label(p, spec), LabelScores.failed) for p in prompts])
 
     async def agenerate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
                         max_new_tokens: int) -> list[Generation]:
@@ -412,7 +438,7 @@ class OpenAIBackend(Backend):
     def _run(self, coro: Awaitable[T]) -> T:
         return self.transport.run(coro)
 
-    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
+    def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[LabelReply]:
         return self._run(self.alabel_logprobs(prompts, spec))
 
     def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,

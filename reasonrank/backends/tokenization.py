@@ -1,29 +1,41 @@
 """Tokenizer-side helpers shared by the local backends (transformers, vLLM).
 
-Both backends render prompts, cut documents and find label tokens with the *same* Hugging Face
-tokenizer code, so the token ids they feed their engines are identical and their scores comparable.
+Both backends render prompts, cut documents, encode prompts, find label tokens, cut generations at their
+end and read the verdict's label with the *same* Hugging Face tokenizer code, so the token ids they feed
+their engines are identical and their scores comparable; each backend keeps only its engine calls.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import re
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from .base import LabelSpec, Prompt
+from ..parsing import Verdict, find_verdicts
+from .base import Generation, LabelSpec, LocateLabel, Prompt
 
 __all__ = [
+    "LocalTokenizerMixin",
+    "check_generation_budget",
+    "encode_prompt",
+    "eos_pad_ids",
+    "finish_generation",
+    "label_candidates",
     "label_step",
     "label_tokens",
+    "left_pad",
     "logsumexp",
     "per_label_logprobs",
     "render_prompt",
     "tokenizer_control_strings",
     "truncate_text",
-    "verdict_pattern",
+    "until_stop",
+    "verdict_finder",
     "verdict_reached",
 ]
+
+S = TypeVar("S")
 
 
 def logsumexp(vals: Sequence[float]) -> float:
@@ -122,15 +134,30 @@ def label_tokens(tokenizer: Any, spec: LabelSpec) -> tuple[list[int], dict[int, 
     return spacer or [], cands
 
 
-def verdict_pattern(spec: LabelSpec) -> re.Pattern[str]:
-    """Loose pattern of a written verdict (marker, a few non-digit characters, a digit)."""
-    return re.compile(re.escape(spec.marker.strip().rstrip(":")) + r"[^\d\n]{0,8}\d", re.IGNORECASE)
+def label_candidates(cands: Mapping[int, Sequence[int]]) -> list[tuple[int, int]]:
+    """The ``(label, token_id)`` pairs of every candidate token (from :func:`label_tokens`), labels in order:
+    the columns a backend reads log-probabilities for, combined again by :func:`per_label_logprobs`.
+
+    Example:
+        >>> label_candidates({0: [15, 220], 1: [16]})
+        [(0, 15), (0, 220), (1, 16)]
+    """
+    return [(lab, tid) for lab, ids in cands.items() for tid in ids]
 
 
-def verdict_reached(tokenizer: Any, ids: Sequence[int], label_ids: set[int], pattern: re.Pattern[str]) -> bool:
+def verdict_finder(spec: LabelSpec) -> Callable[[str], list[Verdict]]:
+    """The verdicts of a text, in the parser's grammar (:func:`reasonrank.parsing.find_verdicts`): the stop
+    rule of generation stops exactly where the parser will read the verdict."""
+    return functools.partial(find_verdicts, marker=spec.marker)
+
+
+def verdict_reached(tokenizer: Any, ids: Sequence[int], label_ids: set[int],
+                    finder: Callable[[str], list[Verdict]]) -> bool:
     """True once the last generated token is a label token that completes a verdict (the stop rule)."""
-    return bool(ids) and ids[-1] in label_ids and bool(
-        pattern.search(tokenizer.decode(list(ids[-12:]), skip_special_tokens=True)))
+    if not ids or ids[-1] not in label_ids:
+        return False
+    tail = tokenizer.decode(list(ids[-12:]), skip_special_tokens=True)
+    return any(v.end == len(tail.rstrip()) for v in finder(tail))
 
 
 def label_step(tokenizer: Any, ids: Sequence[int], pos: int) -> int | None:
@@ -159,11 +186,107 @@ def per_label_logprobs(flat: Iterable[tuple[int, int]], values: Iterable[float])
     return {lab: logsumexp(v) for lab, v in per.items()}
 
 
+def encode_prompt(tokenizer: Any, text: str, context_length: int | None = None, *, owner: str = "model",
+                  hint: str | None = None) -> list[int]:
+    """Token ids of a rendered prompt (no special tokens added: the chat template has written them).
+
+    Args:
+        tokenizer: A Hugging Face tokenizer.
+        text: The rendered prompt (:func:`render_prompt`).
+        context_length: The most tokens the engine takes (None: no limit).
+        owner: Whose context the error message names (``"model"``, ``"engine"``).
+        hint: One more way out that the error message offers (e.g. ``"raise max_model_len"``).
+
+    Raises:
+        ValueError: the prompt is longer than ``context_length``.
+    """
+    ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if context_length and len(ids) > context_length:
+        fix = f"lower max_doc_tokens, shorten the query, or {hint}" if hint else \
+            "lower max_doc_tokens or shorten the query"
+        raise ValueError(f"a prompt is {len(ids)} tokens, over the {owner}'s context of {context_length}; {fix}")
+    return ids
+
+
+def check_generation_budget(seqs: Sequence[Sequence[int]], max_new_tokens: int, context_length: int | None, *,
+                            owner: str = "model", hint: str | None = None) -> None:
+    """Raise ValueError when the longest prompt plus ``max_new_tokens`` exceeds ``context_length`` (see
+    :func:`encode_prompt` for ``owner`` and ``hint``); no limit when ``context_length`` is None."""
+    longest = max((len(s) for s in seqs), default=0)
+    if context_length and longest + max_new_tokens > context_length:
+        raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the {owner}'s "
+                         f"context of {context_length}; lower max_doc_tokens or max_new_tokens"
+                         + (f", or {hint}" if hint else ""))
+
+
+def eos_pad_ids(tokenizer: Any, eos_token_id: int | list[int] | None = None) -> tuple[set[int], int | None]:
+    """(end-of-sequence ids, padding id) as generation sees them: ``eos_token_id`` of the model's generation
+    config (an id or a list), else the tokenizer's; the tokenizer's padding id, else its EOS id.
+
+    Example:
+        >>> from types import SimpleNamespace as NS
+        >>> eos_pad_ids(NS(eos_token_id=2, pad_token_id=None), [2, 7])
+        ({2, 7}, 2)
+    """
+    eos = eos_token_id if eos_token_id is not None else tokenizer.eos_token_id
+    eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return eos_ids, pad
+
+
+def until_stop(ids: Iterable[int], stop: Collection[int]) -> list[int]:
+    """The generated ids before the first end-of-sequence or padding id of ``stop``.
+
+    Example:
+        >>> until_stop([5, 6, 2, 0, 0], {0, 2})
+        [5, 6]
+    """
+    out: list[int] = []
+    for t in ids:
+        if t in stop:
+            break
+        out.append(t)
+    return out
+
+
+def finish_generation(tokenizer: Any, ids: list[int], locate: LocateLabel, label_ids: Collection[int],
+                      steps: Sequence[S], read_step: Callable[[S], dict[int, float]]) -> Generation:
+    """A backend's :class:`~reasonrank.backends.Generation` from its generated ids (already cut at the stop):
+    the text, and the label log-probabilities at the token where the verdict's label was written.
+
+    Args:
+        tokenizer: The tokenizer that wrote ``ids``.
+        ids: The generated token ids.
+        locate: The reranker's label locator (character offset of the verdict's label in the text, or None).
+        label_ids: Token ids of every label candidate (:func:`label_candidates`).
+        steps: Per generated token, what the engine recorded (log-probabilities, in the engine's shape).
+        read_step: Turns one step's record into ``{label: logprob}``.
+
+    ``label_logprobs`` is None (the reranker then forces the verdict in a second pass) when the text has no
+    verdict, its label is not at a label token, or the engine recorded no step there.
+    """
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    pos = locate(text)
+    step = label_step(tokenizer, ids, pos) if pos is not None else None
+    if step is None or step >= len(steps) or ids[step] not in label_ids:
+        return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
+    return Generation(text=text, label_logprobs=read_step(steps[step]) or None, num_tokens=len(ids))
+
+
 class LocalTokenizerMixin:
     """Text side of a backend that holds a Hugging Face ``tokenizer`` (transformers, vLLM): truncation,
-    rendering and label-token lookup, identical across those backends."""
+    rendering, prompt encoding and label-token lookup, identical across those backends.
+
+    The backend sets ``tokenizer``, ``context_length`` (None: unbounded), ``eos_ids`` and ``pad_id``
+    (:func:`eos_pad_ids`); ``context_owner`` and ``context_hint`` shape the context-overflow message.
+    """
 
     tokenizer: Any
+    context_length: int | None
+    eos_ids: set[int]
+    pad_id: int | None
+    context_owner: str = "model"
+    context_hint: str | None = None
     _label_cache: dict[LabelSpec, tuple[list[int], dict[int, list[int]]]]
 
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
@@ -179,6 +302,32 @@ class LocalTokenizerMixin:
         if spec not in cache:
             cache[spec] = label_tokens(self.tokenizer, spec)
         return cache[spec]
+
+    def label_candidates(self, spec: LabelSpec) -> list[tuple[int, int]]:
+        """The ``(label, token_id)`` pairs of every label candidate (:func:`label_candidates`)."""
+        return label_candidates(self.label_tokens(spec)[1])
+
+    def _encode(self, text: str) -> list[int]:
+        return encode_prompt(self.tokenizer, text, self.context_length, owner=self.context_owner,
+                             hint=self.context_hint)
+
+    def label_inputs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> tuple[list[list[int]], list[tuple[int, int]]]:
+        """Token ids of label-pass prompts (the rendered prompt without its trailing space, then the spacer
+        the tokenizer puts before a label) and the label candidates to read at the next token."""
+        spacer, cands = self.label_tokens(spec)
+        return [self._encode(self.render(p).rstrip(" ")) + spacer for p in prompts], label_candidates(cands)
+
+    def generation_inputs(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[list[int]]:
+        """Token ids of generation prompts, checked to leave room for ``max_new_tokens`` in the context."""
+        seqs = [self._encode(self.render(p)) for p in prompts]
+        check_generation_budget(seqs, max_new_tokens, self.context_length, owner=self.context_owner,
+                                hint=self.context_hint)
+        return seqs
+
+    @property
+    def end_ids(self) -> set[int]:
+        """Token ids that end a generation: the EOS ids and the padding id."""
+        return self.eos_ids | ({self.pad_id} if self.pad_id is not None else set())
 
 
 def left_pad(torch: Any, seqs: Sequence[Sequence[int]], pad_id: int, device: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ out (the reranker then treats those labels as probability 0).
 
 from __future__ import annotations
 
+import functools
 import gc
 import inspect
 import logging
@@ -34,9 +35,11 @@ from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
 from .dtypes import dtype_name
 from .tokenization import (
     LocalTokenizerMixin,
-    label_step,
+    eos_pad_ids,
+    finish_generation,
     per_label_logprobs,
-    verdict_pattern,
+    until_stop,
+    verdict_finder,
     verdict_reached,
 )
 
@@ -102,6 +105,8 @@ class VLLMBackend(LocalTokenizerMixin, Backend):
     """
 
     name = "vllm"
+    context_owner = "engine"
+    context_hint = "raise max_model_len"
 
     def __init__(self, model: str, *, gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, enable_prefix_caching: bool = True, enforce_eager: bool = False,
@@ -174,17 +179,14 @@ class VLLMBackend(LocalTokenizerMixin, Backend):
                            "CUDA_VISIBLE_DEVICES (and tensor_parallel_size)", device)
 
     def _stop_ids(self, tf: Any, path: str, common: dict[str, Any]) -> tuple[set[int], int | None]:
-        """End-of-sequence ids as the transformers backend sees them (generation config, else tokenizer)."""
+        """End-of-sequence and padding ids as the transformers backend sees them (generation config, else
+        tokenizer)."""
         eos: Any = None
         try:
             eos = tf.GenerationConfig.from_pretrained(path, **common).eos_token_id
         except (OSError, ValueError):
             pass
-        tok = self.tokenizer
-        eos = eos if eos is not None else tok.eos_token_id
-        eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        return eos_ids, pad
+        return eos_pad_ids(self.tokenizer, eos)
 
     def cache_stats(self) -> dict[str, float]:
         """Prompt tokens sent so far, how many came from the prefix cache, and the hit rate."""
@@ -194,14 +196,6 @@ class VLLMBackend(LocalTokenizerMixin, Backend):
 
     def describe(self) -> str:
         return f"vllm:{self.model_name} ({self.dtype}, prefix caching {'on' if self.prefix_caching else 'off'})"
-
-    # ------------------------------------------------------------------ text
-    def _encode(self, text: str) -> list[int]:
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if len(ids) > self.context_length:
-            raise ValueError(f"a prompt is {len(ids)} tokens, over the engine's context of {self.context_length}; "
-                             "lower max_doc_tokens, shorten the query, or raise max_model_len")
-        return ids
 
     # ------------------------------------------------------------------ engine
     def _params(self, flat: list[tuple[int, int]], **kwargs: Any) -> Any:
@@ -232,9 +226,7 @@ class VLLMBackend(LocalTokenizerMixin, Backend):
     def label_logprobs(self, prompts: Sequence[Prompt], spec: LabelSpec) -> list[dict[int, float]]:
         if not prompts:
             return []
-        spacer, cands = self.label_tokens(spec)
-        flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
-        seqs = [self._encode(self.render(p).rstrip(" ")) + spacer for p in prompts]
+        seqs, flat = self.label_inputs(prompts, spec)
         outs = self._run(seqs, self._params(flat, max_tokens=1, detokenize=False))
         return [self._step_logprobs(o.outputs[0].logprobs[0], flat) for o in outs]
 
@@ -248,42 +240,27 @@ class VLLMBackend(LocalTokenizerMixin, Backend):
                  max_new_tokens: int) -> list[Generation]:
         if not prompts:
             return []
-        _, cands = self.label_tokens(spec)
-        flat = [(lab, tid) for lab, ids in cands.items() for tid in ids]
+        flat = self.label_candidates(spec)
         label_ids = {tid for _, tid in flat}
-        seqs = [self._encode(self.render(p)) for p in prompts]
-        longest = max(len(s) for s in seqs)
-        if longest + max_new_tokens > self.context_length:
-            raise ValueError(f"prompt ({longest} tokens) + max_new_tokens ({max_new_tokens}) exceeds the engine's "
-                             f"context of {self.context_length}; lower max_doc_tokens or max_new_tokens, or raise "
-                             "max_model_len")
-        stops = sorted(self.eos_ids | ({self.pad_id} if self.pad_id is not None else set()))
+        seqs = self.generation_inputs(prompts, max_new_tokens)
+        stops = sorted(self.end_ids)
         kwargs: dict[str, Any] = {"max_tokens": max_new_tokens, "stop": self._stop_strings(spec),
                                   "include_stop_str_in_output": True, "stop_token_ids": stops,
                                   "skip_special_tokens": True, **self.sampling_kwargs}
         outs = self._run(seqs, self._params(flat, **kwargs))
-        pattern = verdict_pattern(spec)
+        pattern = verdict_finder(spec)
         return [self._finish(o.outputs[0], s[-12:], flat, label_ids, pattern, locate) for s, o in zip(seqs, outs)]
 
     def _finish(self, out: Any, prompt_tail: list[int], flat: list[tuple[int, int]], label_ids: set[int],
                 pattern: Any, locate: LocateLabel) -> Generation:
         tok = self.tokenizer
-        ids = list(out.token_ids)
-        stop_ids = self.eos_ids | ({self.pad_id} if self.pad_id is not None else set())
-        end = next((k for k, t in enumerate(ids) if t in stop_ids), len(ids))
+        ids = until_stop(out.token_ids, self.end_ids)
         # the transformers backend's stop rule: the first label token that completes a verdict, looking back
         # into the prompt's tail too (an assistant prefix may end with the marker)
-        end = next((k + 1 for k in range(end) if ids[k] in label_ids
-                    and verdict_reached(tok, prompt_tail + ids[: k + 1], label_ids, pattern)), end)
-        ids = ids[:end]
-        text = tok.decode(ids, skip_special_tokens=True)
-        pos = locate(text)
-        steps = out.logprobs or []
-        step = label_step(tok, ids, pos) if pos is not None else None
-        if step is None or step >= len(steps) or ids[step] not in label_ids:
-            return Generation(text=text, label_logprobs=None, num_tokens=len(ids))
-        return Generation(text=text, label_logprobs=self._step_logprobs(steps[step], flat) or None,
-                          num_tokens=len(ids))
+        end = next((k + 1 for k in range(len(ids)) if ids[k] in label_ids
+                    and verdict_reached(tok, prompt_tail + ids[: k + 1], label_ids, pattern)), len(ids))
+        return finish_generation(tok, ids[:end], locate, label_ids, out.logprobs or [],
+                                 functools.partial(self._step_logprobs, flat=flat))
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:

@@ -24,8 +24,6 @@ from reasonrank.parsing import validate_labels
 __all__ = [
     "STAGES",
     "ConfigError",
-    "EvalConfig",
-    "ExportConfig",
     "GenerateConfig",
     "LoraFields",
     "ModelFields",
@@ -46,8 +44,8 @@ STAGES: dict[str, tuple[str, str]] = {
     "sft": ("sft", "reasonrank_train.sft:SFTRunConfig"),
     "grpo": ("grpo", "reasonrank_train.grpo:GRPORunConfig"),
     "score-learn": ("score_learn", "reasonrank_train.config:ScoreLearnConfig"),
-    "eval": ("eval", "reasonrank_train.config:EvalConfig"),
-    "export": ("export", "reasonrank_train.config:ExportConfig"),
+    "eval": ("eval", "reasonrank_train.evaluate:EvalConfig"),
+    "export": ("export", "reasonrank_train.export:ExportConfig"),
 }
 
 
@@ -235,10 +233,14 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                                "prompt injection (reasonrank_train.augment).", 0.0)
     inject_demote: float = _h("loss: group - probability that a group's positive carries a planted demotion "
                               "text (label stays 1).", 0.0)
-    eval_collection: str | None = _h("Dev fold (BEIR folder) for model selection; None: keep the last step.", None)
+    source_repeat: dict[str, int] = _h("loss: group - repeat the groups of these training sources this many "
+                                       "times (e.g. {python-faq: 4}: a small source gets more weight).", {})
+    eval_collection: str | list[str] | None = _h("Dev fold(s) (BEIR folders) for model selection, scored by their "
+                                                 "mean nDCG@10; None: keep the last step.", None)
     eval_split: str = _h("qrels split of the dev fold.", "dev")
-    eval_first_stage: str | None = _h("TREC run to rerank on the dev fold (e.g. runs/dense.trec of the data "
-                                      "builder).", None)
+    eval_first_stage: str | list[str] | None = _h("TREC run(s) to rerank on the dev fold(s), one per "
+                                                  "eval_collection (e.g. runs/dense.trec of the data builder).",
+                                                  None)
     eval_depth: int = _h("Dev: rerank depth.", 20)
     eval_max_queries: int | None = _h("Dev: evaluate this many queries (seeded sample; None: all).", None)
     eval_steps: int = _h("Dev: evaluate every this many steps (and at the end).", 200)
@@ -280,13 +282,21 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                 raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
             if getattr(self, name) and self.loss != "group":
                 raise ConfigError(f"{name} augments group losses only; set loss: group or {name}: 0")
-        if self.eval_collection:
-            if not Path(self.eval_collection).is_dir():
-                raise ConfigError(f"eval_collection {self.eval_collection} does not exist; build it with "
+        for name, n in self.source_repeat.items():
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ConfigError(f"source_repeat[{name!r}] must be a positive int (times its groups are used), "
+                                  f"got {n!r}")
+        folds, runs = self.eval_folds()
+        if len(folds) != len(runs):
+            raise ConfigError(f"eval_first_stage needs one TREC run per eval_collection: {len(folds)} fold(s), "
+                              f"{len(runs)} run(s)")
+        for fold, run in zip(folds, runs):
+            if not Path(fold).is_dir():
+                raise ConfigError(f"eval_collection {fold} does not exist; build it with "
                                   "`reasonrank-train data` or set eval_collection: null")
-            if not self.eval_first_stage or not Path(self.eval_first_stage).is_file():
-                raise ConfigError("eval_collection needs `eval_first_stage:` (a TREC run file, e.g. "
-                                  "data/built/fanout-vital-dev/runs/dense.trec)")
+            if not Path(run).is_file():
+                raise ConfigError(f"eval_first_stage {run} is not a file: give the fold's TREC run, e.g. "
+                                  "data/built/fanout-vital-dev/runs/dense.trec")
         if self.list_size < 2:
             raise ConfigError(f"list_size must be >= 2 (a list ranks documents against each other), got {self.list_size}")
         if self.temperature <= 0:
@@ -297,89 +307,11 @@ class ScoreLearnConfig(ModelFields, LoraFields):
             raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
         _check_labels_consecutive(self.label_scale, "score_learn.label_scale")
 
-
-@dataclass
-class EvalConfig:
-    """``eval``: nDCG@10 (and more) of a checkpoint reranking a first stage on a collection."""
-
-    model: str | None = _h("Checkpoint to evaluate (exported or stage output directory).", None)
-    collection: str | None = _h("Collection folder (BEIR layout, or a BRIGHT copy with collection_format: "
-                                "bright).", None)
-    collection_format: str = _h("'beir' or 'bright'.", "beir")
-    bright_domain: str | None = _h("BRIGHT domain (collection_format: bright).", None)
-    split: str = _h("qrels split (BEIR).", "test")
-    mode: str | None = _h("Reranker mode; None: the checkpoint's recorded mode (reasonrank.json) or 'reasoning'.",
-                          None)
-    label_scale: Any = _h("Label scale; None: the checkpoint's recorded scale or [0, 1, 2].", None)  # noqa: RUF009 (a field factory)
-    first_stage: str = _h("First-stage retrieval: 'bm25' or a TREC run file path.", "bm25")
-    k: int = _h("Rerank depth (documents of the first stage per query).", 20)
-    max_queries: int | None = _h("Evaluate at most this many queries (None: all).", None)
-    measures: Any = _h("ir-measures names.", ["nDCG@10"])  # noqa: RUF009 (a field factory)
-    backend: str = _h("reasonrank backend for the checkpoint.", "transformers")
-    backend_options: dict = _h("Extra reranker/backend options (device, dtype, ...).", {})  # noqa: RUF009 (a field factory)
-    batch_size: int = _h("Documents per batch.", 8)
-    max_doc_tokens: int = _h("Documents are cut to this many tokens.", 512)
-    max_new_tokens: int = _h("Reasoning mode: generation budget.", 256)
-    output: str | None = _h("Write metrics (json) here.", None)
-    progress: bool = _h("Show a progress bar.", True)
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise ConfigError("model is not set; set `model:` to the checkpoint directory to evaluate")
-        if not self.collection or not Path(self.collection).is_dir():
-            raise ConfigError(f"collection folder {self.collection!r} does not exist; set `collection:` to a "
-                              "BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv)")
-        if self.collection_format not in ("beir", "bright"):
-            raise ConfigError(f"collection_format must be 'beir' or 'bright', got {self.collection_format!r}")
-        if self.collection_format == "bright" and not self.bright_domain:
-            raise ConfigError("collection_format: bright needs `bright_domain:` (e.g. biology)")
-        if self.mode is not None and self.mode not in MODES:
-            raise ConfigError(f"mode must be 'reasoning', 'direct' or null, got {self.mode!r}")
-        if self.label_scale is not None:
-            self.label_scale = check_label_scale(self.label_scale)
-        if self.first_stage != "bm25" and not Path(self.first_stage).is_file():
-            raise ConfigError(f"first_stage must be 'bm25' or an existing TREC run file, got {self.first_stage!r}")
-        if isinstance(self.measures, str):
-            self.measures = [self.measures]
-        if not isinstance(self.k, int) or self.k < 1:
-            raise ConfigError(f"k must be a positive int, got {self.k!r}")
-
-
-@dataclass
-class ExportConfig:
-    """``export``: merged safetensors weights + tokenizer + model card, loadable by ``ReasoningReranker``."""
-
-    model: str | None = _h("Stage output to export: a model directory or a LoRA adapter directory.", None)
-    output_dir: str | None = _h("Export directory.", None)
-    base_model: str | None = _h("Base model of a LoRA adapter (None: the one recorded in adapter_config.json).",
-                                None)
-    mode: str | None = _h("Mode recorded in the card; None: the checkpoint's recorded mode or 'reasoning'.", None)
-    label_scale: Any = _h("Label scale recorded in the card; None: the checkpoint's or [0, 1, 2].", None)  # noqa: RUF009 (a field factory)
-    dtype: str = _h("Saved dtype: 'auto' (as trained), 'float32', 'bfloat16', 'float16'.", "auto")
-    name: str | None = _h("Model name in the card (None: the output folder name).", None)
-    verify: bool = _h("Load the export in ReasoningReranker and score one pair before finishing.", True)
-    fusion_weight: float | None = _h("Score-fusion weight recorded in reasonrank.json as the model's default "
-                                     "(tune it on a dev fold: benchmarks/engine.py); None: no fusion default.", None)
-    merge: bool = _h("Merge a LoRA adapter into its base (a plain checkpoint); false: export the adapter itself "
-                     "(a few MB, resolved onto its base by ReasoningReranker; how reasonrank-tiny ships).", True)
-
-    def __post_init__(self) -> None:
-        if not self.model:
-            raise ConfigError("model is not set; set `model:` to the output_dir of sft, grpo or score_learn")
-        if not Path(self.model).is_dir():
-            raise ConfigError(f"model {self.model} is not a directory; export takes a stage's output_dir")
-        if not self.output_dir:
-            raise ConfigError("output_dir is not set; set `output_dir:` for the exported model")
-        if self.mode is not None and self.mode not in MODES:
-            raise ConfigError(f"mode must be 'reasoning', 'direct' or null, got {self.mode!r}")
-        if self.label_scale is not None:
-            self.label_scale = check_label_scale(self.label_scale)
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
-        if self.fusion_weight is not None and (isinstance(self.fusion_weight, bool) or
-                                               not isinstance(self.fusion_weight, (int, float)) or
-                                               not 0 <= self.fusion_weight <= 1):
-            raise ConfigError(f"fusion_weight must be a number in [0, 1] or null, got {self.fusion_weight!r}")
+    def eval_folds(self) -> tuple[list[str], list[str]]:
+        """The dev folds and their first-stage runs, as parallel lists (empty without a dev fold)."""
+        def listed(v: str | list[str] | None) -> list[str]:
+            return [] if not v else [v] if isinstance(v, str) else [str(x) for x in v]
+        return listed(self.eval_collection), listed(self.eval_first_stage)
 
 
 # ---------------------------------------------------------------------------------------------- loading

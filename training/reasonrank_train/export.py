@@ -18,12 +18,49 @@ from reasonrank._deps import require
 from reasonrank.backends.dtypes import resolve_dtype
 from reasonrank.metadata import model_defaults
 
-from .config import ExportConfig
+from .config import MODES, ConfigError, _h, check_label_scale
 from .modeling import META_FILE, is_adapter_dir, load_model, load_tokenizer, read_meta, resolve_train_model
 
-__all__ = ["ExportResult", "model_card", "run_export"]
+__all__ = ["ExportConfig", "ExportResult", "model_card", "run_export"]
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ExportConfig:
+    """``export``: merged safetensors weights + tokenizer + model card, loadable by ``ReasoningReranker``."""
+
+    model: str | None = _h("Stage output to export: a model directory or a LoRA adapter directory.", None)
+    output_dir: str | None = _h("Export directory.", None)
+    base_model: str | None = _h("Base model of a LoRA adapter (None: the one recorded in adapter_config.json).",
+                                None)
+    mode: str | None = _h("Mode recorded in the card; None: the checkpoint's recorded mode or 'reasoning'.", None)
+    label_scale: Any = _h("Label scale recorded in the card; None: the checkpoint's or [0, 1, 2].", None)  # noqa: RUF009 (a field factory)
+    dtype: str = _h("Saved dtype: 'auto' (as trained), 'float32', 'bfloat16', 'float16'.", "auto")
+    name: str | None = _h("Model name in the card (None: the output folder name).", None)
+    verify: bool = _h("Load the export in ReasoningReranker and score one pair before finishing.", True)
+    fusion_weight: float | None = _h("Score-fusion weight recorded in reasonrank.json as the model's default "
+                                     "(tune it on a dev fold: benchmarks/engine.py); None: no fusion default.", None)
+    merge: bool = _h("Merge a LoRA adapter into its base (a plain checkpoint); false: export the adapter itself "
+                     "(a few MB, resolved onto its base by ReasoningReranker; how reasonrank-tiny ships).", True)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model is not set; set `model:` to the output_dir of sft, grpo or score_learn")
+        if not Path(self.model).is_dir():
+            raise ConfigError(f"model {self.model} is not a directory; export takes a stage's output_dir")
+        if not self.output_dir:
+            raise ConfigError("output_dir is not set; set `output_dir:` for the exported model")
+        if self.mode is not None and self.mode not in MODES:
+            raise ConfigError(f"mode must be 'reasoning', 'direct' or null, got {self.mode!r}")
+        if self.label_scale is not None:
+            self.label_scale = check_label_scale(self.label_scale)
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"dtype must be 'auto', 'float32', 'bfloat16' or 'float16', got {self.dtype!r}")
+        if self.fusion_weight is not None and (isinstance(self.fusion_weight, bool) or
+                                               not isinstance(self.fusion_weight, (int, float)) or
+                                               not 0 <= self.fusion_weight <= 1):
+            raise ConfigError(f"fusion_weight must be a number in [0, 1] or null, got {self.fusion_weight!r}")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ over a query's candidate list:
 * ``listwise`` - ListNet: cross-entropy between ``softmax(gold / top / T)`` and ``softmax(score / T)``;
 * ``pointwise`` - squared error between the score and ``gold / top``.
 
-With ``eval_collection`` set, the model is scored on the dev fold every ``eval_steps`` steps (nDCG@10 of
+With ``eval_collection`` set (one fold or a list), the model is scored on the dev fold(s) every ``eval_steps`` steps (nDCG@10 of
 reranking a first-stage run) and the best checkpoint is the one saved; ``patience`` stops early.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,19 +192,20 @@ def _autocast(cfg: ScoreLearnConfig, device: str) -> bool:
     return cpu_has_bf16()
 
 
-class _DevEval:
-    """nDCG@10 on the dev fold: rerank the top ``depth`` of a first-stage run with the model being trained."""
+class _DevFold:
+    """nDCG@10 on one dev fold: rerank the top ``depth`` of a first-stage run with the model being trained."""
 
-    def __init__(self, cfg: ScoreLearnConfig, tok: Any) -> None:
+    def __init__(self, cfg: ScoreLearnConfig, tok: Any, collection: str, first_stage: str) -> None:
         from reasonrank.evaluation import load_beir, read_trec_run
 
-        col = load_beir(cfg.eval_collection or "", cfg.eval_split)
-        run = read_trec_run(cfg.eval_first_stage or "")
+        col = load_beir(collection, cfg.eval_split)
+        run = read_trec_run(first_stage)
         qids = sorted(q for q in col.queries if q in run)
         if cfg.eval_max_queries:
             import random
 
             qids = sorted(random.Random(cfg.seed).sample(qids, min(len(qids), cfg.eval_max_queries)))
+        self.name = Path(collection).name
         self.col, self.first = col, {q: run[q] for q in qids}
         self.seqs: dict[str, tuple[list[str], list[list[int]]]] = {}
         self.tok, self.cfg = tok, cfg
@@ -237,9 +238,23 @@ class _DevEval:
         return evaluate(qrels, run, ["nDCG@10"])[0]["nDCG@10"], base
 
 
+class _DevEval:
+    """Model selection over one or more dev folds: the mean of their nDCG@10 (and of their first stages')."""
+
+    def __init__(self, cfg: ScoreLearnConfig, tok: Any) -> None:
+        self.folds = [_DevFold(cfg, tok, c, r) for c, r in zip(*cfg.eval_folds())]
+
+    def __call__(self, scorer: _Scorer) -> tuple[float, float, dict[str, float]]:
+        per = {f.name: f(scorer) for f in self.folds}
+        n = len(per)
+        return (sum(v[0] for v in per.values()) / n, sum(v[1] for v in per.values()) / n,
+                {name: round(v[0], 4) for name, v in per.items()})
+
+
 def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example]]:
     if cfg.loss == "group":
-        groups = positive_groups(examples, group_size=cfg.group_size, seed=cfg.seed)
+        groups = repeat_sources(positive_groups(examples, group_size=cfg.group_size, seed=cfg.seed),
+                                cfg.source_repeat)
         if not groups:
             raise ValueError(f"{cfg.train_file} has no query with a positive and a negative; group score learning "
                              "needs both (build data with `reasonrank-train data`)")
@@ -253,6 +268,21 @@ def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example
         raise ValueError(f"{cfg.train_file} has no query with two or more documents; score learning ranks a "
                          "query's candidates against each other: generate with candidates_per_query >= 2")
     return lists
+
+
+def repeat_sources(groups: Sequence[Sequence[Example]], repeat: Mapping[str, int]) -> list[list[Example]]:
+    """``groups`` with each group whose positive comes from a source in ``repeat`` used that many times.
+
+    Example:
+        >>> g = [[Example("a", "p", "q", "t", 1, source="faq")], [Example("b", "p", "q", "t", 1, source="wiki")]]
+        >>> [grp[0].qid for grp in repeat_sources(g, {"faq": 3})]
+        ['a', 'a', 'a', 'b']
+    """
+    out: list[list[Example]] = []
+    for group in groups:
+        src = next((e.source for e in group if e.label > 0), group[0].source if group else "")
+        out += [list(group)] * int(repeat.get(src, 1))
+    return out
 
 
 def run_score_learn(cfg: ScoreLearnConfig) -> Path:
@@ -292,7 +322,7 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
                                               else max(0.0, (total - s) / max(1, total - warmup)))
     logger.info("score-learn: %d groups (%d examples), %d steps, %s loss, device=%s, bf16 autocast=%s",
                 len(encoded), len(examples), total, cfg.loss, device, scorer.autocast)
-    dev = _DevEval(cfg, tok) if cfg.eval_collection else None
+    dev = _DevEval(cfg, tok) if cfg.eval_folds()[0] else None
     best: tuple[float, int] = (-1.0, 0)
     best_state: dict[str, Any] | None = None
     history: list[dict[str, float]] = []
@@ -302,10 +332,11 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
         nonlocal best, best_state, stale
         if dev is None:
             return False
-        ndcg, base = dev(scorer)
-        history.append({"step": step, "dev_ndcg@10": round(ndcg, 4), "first_stage_ndcg@10": round(base, 4)})
-        logger.info("score-learn step %d: dev nDCG@10 %.4f (first stage %.4f, best %.4f at %d)", step, ndcg, base,
-                    best[0], best[1])
+        ndcg, base, per_fold = dev(scorer)
+        history.append({"step": step, "dev_ndcg@10": round(ndcg, 4), "first_stage_ndcg@10": round(base, 4),
+                        **({f"dev_ndcg@10:{k}": v for k, v in per_fold.items()} if len(per_fold) > 1 else {})})
+        logger.info("score-learn step %d: dev nDCG@10 %.4f %s(first stage %.4f, best %.4f at %d)", step, ndcg,
+                    f"{per_fold} " if len(per_fold) > 1 else "", base, best[0], best[1])
         if ndcg > best[0]:
             best, stale = (ndcg, step), 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

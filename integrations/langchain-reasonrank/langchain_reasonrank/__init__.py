@@ -7,6 +7,6 @@ are used::
     from langchain_reasonrank import ReasoningReranker as ReasoningRerankCompressor
 """
 
-from .compressor import ReasoningReranker
+from .compressor import EMPTY_KEY, ReasoningReranker
 
-__all__ = ["ReasoningReranker"]
+__all__ = ["ReasoningReranker", "EMPTY_KEY"]

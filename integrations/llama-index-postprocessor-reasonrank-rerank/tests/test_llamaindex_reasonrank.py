@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import pickle
 from typing import Any
 
 import pytest
@@ -16,7 +18,7 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.response_synthesizers.no_text import NoText
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, TextNode
-from llama_index.postprocessor.reasonrank_rerank import METADATA_KEYS, ReasoningRerank
+from llama_index.postprocessor.reasonrank_rerank import EMPTY_KEY, METADATA_KEYS, ReasoningRerank
 
 from reasonrank import ReasoningReranker
 
@@ -144,12 +146,64 @@ def test_bad_inputs(tiny_direct):
     )
     assert len(dup) == 2 and dup[0].score == dup[1].score
     assert dup[0].node.metadata == dup[1].node.metadata
-    with pytest.raises(ValueError, match="empty text"):
-        rerank.postprocess_nodes(
-            [NodeWithScore(node=node), NodeWithScore(node=TextNode(text=""))], query_str=QUERY
-        )
     with pytest.raises(ValueError, match="query bundle"):
         rerank.postprocess_nodes([NodeWithScore(node=node)])
+
+
+def test_empty_nodes_rank_last_with_score_zero(tiny_direct):
+    """An empty node does not abort the query (LlamaIndex's own rerankers score it): it ranks last, flagged."""
+    nodes = [NodeWithScore(node=TextNode(text=t, id_=f"n{i}"), score=0.5)
+             for i, t in enumerate([TEXTS[0], "", TEXTS[1], " \n\t", TEXTS[2]])]
+    out = ReasoningRerank(reranker=tiny_direct, top_n=5).postprocess_nodes(nodes, query_str=QUERY)
+    _assert_matches_core(out[:3], [nodes[0], nodes[2], nodes[4]], tiny_direct, top_n=3)
+    assert all(EMPTY_KEY not in n.node.metadata for n in out[:3])
+    assert [n.node.node_id for n in out[3:]] == ["n1", "n3"]  # input order
+    for n in out[3:]:
+        assert type(n.score) is float and n.score == 0.0
+        assert n.node.metadata == {"reasonrank_label": 0, "reasonrank_explanation": None,
+                                   "reasonrank_parse_ok": True, EMPTY_KEY: True}
+        assert "reasonrank" not in n.node.get_content(metadata_mode=MetadataMode.LLM)
+    assert nodes[1].node.metadata == {}  # inputs untouched
+    # top_n counts empty nodes as the lowest-ranked
+    for top_n in (3, 4):
+        got = ReasoningRerank(reranker=tiny_direct, top_n=top_n).postprocess_nodes(nodes, query_str=QUERY)
+        assert [n.node.node_id for n in got] == [n.node.node_id for n in out[:top_n]]
+    aout = asyncio.run(ReasoningRerank(reranker=tiny_direct, top_n=5).apostprocess_nodes(nodes, query_str=QUERY))
+    assert [(n.node.node_id, n.score, n.node.metadata) for n in aout] == [
+        (n.node.node_id, n.score, n.node.metadata) for n in out
+    ]
+    only_empty = ReasoningRerank(reranker=tiny_direct, top_n=1).postprocess_nodes(nodes[1:2], query_str=QUERY)
+    assert [(n.node.node_id, n.score) for n in only_empty] == [("n1", 0.0)]
+    with pytest.raises(ValueError, match="query is empty"):  # the query is still checked
+        ReasoningRerank(reranker=tiny_direct).postprocess_nodes(nodes[1:2], query_str=" ")
+
+
+def test_given_reranker_settings_are_reported_and_conflicts_rejected(tiny_direct, tiny_model_dir):
+    rerank = ReasoningRerank(reranker=tiny_direct, model=str(tiny_model_dir), mode="direct")  # agreeing: fine
+    assert (rerank.model, rerank.mode) == (str(tiny_model_dir), "direct")
+    for conflict in ({"mode": "reasoning"}, {"model": "other/model"}):  # its message: tests/test_integration_helpers.py
+        with pytest.raises(ValueError, match=f"{next(iter(conflict))}=.* conflicts with the given reranker"):
+            ReasoningRerank(reranker=tiny_direct, **conflict)
+
+
+def test_deepcopy_shares_the_loaded_reranker(tiny_direct, tiny_model_dir):
+    rerank = ReasoningRerank(reranker=tiny_direct, top_n=2, reranker_kwargs={"batch_size": 2})
+    clone = copy.deepcopy(rerank)
+    assert clone._get_reranker() is tiny_direct  # shared by reference, not copied
+    assert clone.reranker_kwargs == rerank.reranker_kwargs and clone.reranker_kwargs is not rerank.reranker_kwargs
+    _, engine = _engine(rerank)
+    _, clone_engine = _engine(clone)
+    assert [(n.node.node_id, n.score) for n in clone_engine.query(QUERY).source_nodes] == [
+        (n.node.node_id, n.score) for n in engine.query(QUERY).source_nodes
+    ]
+    lazy = ReasoningRerank(model=str(tiny_model_dir), mode="direct", top_n=2)
+    cold = copy.deepcopy(lazy)  # before the first use: each loads its own on first use
+    nodes = [NodeWithScore(node=TextNode(text=t)) for t in TEXTS[:3]]
+    lazy.postprocess_nodes(nodes, query_str=QUERY)
+    warm = copy.deepcopy(lazy)  # after: the loaded model is shared, not reloaded
+    assert warm._get_reranker() is lazy._get_reranker()
+    assert cold._get_reranker() is not lazy._get_reranker()
+    assert pickle.loads(pickle.dumps(lazy)).model_dump() == lazy.model_dump()  # pickling keeps the settings
 
 
 @pytest.mark.slow

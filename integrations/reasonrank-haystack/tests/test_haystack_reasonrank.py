@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import threading
+from pathlib import Path
 
+import haystack
 import pytest
 from haystack import Document, Pipeline
 from haystack.components.retrievers.in_memory import InMemoryBM25Retriever
 from haystack.core.errors import SerializationError
 from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack.utils import ComponentDevice, Secret
-from haystack_integrations.components.rankers.reasonrank import ReasoningRanker
+from haystack_integrations.components.rankers.reasonrank import EMPTY_KEY, ReasoningRanker
 
-from reasonrank import ReasoningReranker
+import reasonrank.backends
+from reasonrank import ReasoningReranker, available_backends
 
 QUERY = "what is bm25"
 TEXTS = [
@@ -147,8 +152,6 @@ def test_bad_inputs_follow_haystack_rankers(tiny_direct):
     )["documents"]
     assert {d.id for d in twins} == {"a", "b"} and twins[0].score == twins[1].score
     assert twins[0].meta == twins[1].meta
-    with pytest.raises(ValueError, match="no text"):
-        ranker.run(query=QUERY, documents=[Document(content=TEXTS[0]), Document(id="empty", content=None)])
     titled = ReasoningRanker(reranker=tiny_direct, meta_fields_to_embed=["title"])
     out = titled.run(query=QUERY, documents=[Document(content=None, meta={"title": "BM25 explained"})])[
         "documents"
@@ -167,3 +170,109 @@ def test_smollm2_shared_reranker(smollm2_direct):
     b = ReasoningRanker(reranker=smollm2_direct)
     b.warm_up()
     assert b._reranker is a._reranker is smollm2_direct
+
+
+def test_documents_without_text_rank_last_with_score_zero(tiny_direct):
+    """A Document without text does not abort the run (Haystack's own rankers score it): it ranks last, flagged."""
+    docs = [Document(id=f"d{i}", content=c, meta={"i": i})
+            for i, c in enumerate([TEXTS[0], None, TEXTS[1], " \n", TEXTS[2]])]
+    judged = [docs[0], docs[2], docs[4]]
+    ranker = ReasoningRanker(reranker=tiny_direct, top_k=5)
+    out = ranker.run(query=QUERY, documents=docs)["documents"]
+    _assert_matches_core(out[:3], judged, [d.content for d in judged], tiny_direct, top_k=3)
+    assert [d.id for d in out[3:]] == ["d1", "d3"]  # input order
+    for d in out[3:]:
+        assert type(d.score) is float and d.score == 0.0
+        assert d.meta == {"i": int(d.id[1:]), "reasonrank_label": 0, "reasonrank_explanation": None,
+                          "reasonrank_parse_ok": True, EMPTY_KEY: True}
+    assert docs[1].meta == {"i": 1} and docs[1].score is None  # inputs untouched
+    for top_k in (3, 4):  # top_k counts empty Documents as the lowest-ranked
+        assert [d.id for d in ranker.run(query=QUERY, documents=docs, top_k=top_k)["documents"]] == [
+            d.id for d in out[:top_k]
+        ]
+    kept = ranker.run(query=QUERY, documents=docs, score_threshold=1e-9)["documents"]
+    assert [d.id for d in kept] == [d.id for d in out[:3]]
+    assert asyncio.run(ranker.run_async(query=QUERY, documents=docs))["documents"] == out
+    with pytest.raises(ValueError, match="query is empty"):  # the query is still checked
+        ranker.run(query=" ", documents=docs[1:2])
+
+
+def test_given_reranker_settings_are_reported_and_conflicts_rejected(tiny_direct, tiny_model_dir):
+    ranker = ReasoningRanker(reranker=tiny_direct)
+    assert (ranker.model, ranker.backend, ranker.mode) == (str(tiny_model_dir), "transformers", "direct")
+    agreeing = ReasoningRanker(reranker=tiny_direct, model=str(tiny_model_dir), backend="transformers", mode="direct")
+    assert (agreeing.model, agreeing.backend, agreeing.mode) == (ranker.model, ranker.backend, ranker.mode)
+    for conflict in ({"mode": "reasoning"}, {"model": "other/model"}, {"backend": "openai"}):
+        with pytest.raises(ValueError, match=f"{next(iter(conflict))}=.* conflicts with the given reranker"):
+            ReasoningRanker(reranker=tiny_direct, **conflict)  # its message: tests/test_integration_helpers.py
+
+
+def test_invalid_mode_or_backend_fails_at_init_naming_the_choices():
+    with pytest.raises(ValueError, match=r"mode must be one of \['reasoning', 'direct'\] or None.*'fast'"):
+        ReasoningRanker(mode="fast")
+    with pytest.raises(ValueError, match=r"unknown backend 'torch'; choose one of \[.*'transformers'.*\]") as err:
+        ReasoningRanker(backend="torch")  # valid for Haystack's own ranker, not a reasonrank backend
+    assert all(name in str(err.value) for name in available_backends())
+    defaults = ReasoningRanker().to_dict()["init_parameters"]  # the defaults stay valid and serializable
+    assert (defaults["model"], defaults["backend"], defaults["mode"]) == (reasonrank.DEFAULT_MODEL, "transformers",
+                                                                          None)
+
+
+def test_pipeline_run_async_loads_the_model_off_the_event_loop(tiny_model_dir, tiny_direct, monkeypatch):
+    """Pipeline.run_async warms components up on its event loop; the model load must leave the loop running.
+
+    The backend factory holds the load open until a concurrent task has ticked on the loop (or 60 s passed:
+    the old, blocking warm-up); the test counts the ticks that happened while the model was loading.
+    """
+    from reasonrank.backends.hf import TransformersBackend
+
+    loading, loaded, ticked = threading.Event(), threading.Event(), threading.Event()
+
+    def gated_backend(model, **options):
+        loading.set()
+        ticked.wait(timeout=60)
+        try:
+            return TransformersBackend(model, **options)
+        finally:
+            loaded.set()
+
+    monkeypatch.setitem(reasonrank.backends._REGISTRY, "gated-transformers", gated_backend)  # removed afterwards
+    ranker = ReasoningRanker(model=str(tiny_model_dir), backend="gated-transformers", mode="direct", top_k=2)
+    pipe = _pipeline(ranker)
+
+    async def main():
+        done = asyncio.Event()
+
+        async def ticker() -> int:
+            n = 0
+            while not done.is_set():
+                if loading.is_set() and not loaded.is_set():
+                    n += 1
+                    ticked.set()
+                await asyncio.sleep(0.001)
+            return n
+
+        async def run():
+            try:
+                return await pipe.run_async(
+                    {"retriever": {"query": QUERY}, "ranker": {"query": QUERY}}, include_outputs_from={"retriever"}
+                )
+            finally:
+                done.set()
+
+        return await asyncio.gather(ticker(), run())
+
+    ticks_while_loading, out = asyncio.run(main())
+    assert ticks_while_loading > 0
+    assert isinstance(ranker._reranker.backend, TransformersBackend)
+    retrieved = out["retriever"]["documents"]
+    _assert_matches_core(out["ranker"]["documents"], retrieved, [d.content for d in retrieved], tiny_direct, top_k=2)
+
+
+def test_docs_name_only_haystack_pipelines_that_exist():
+    """docs/integrations.md names Haystack's async entry points as the installed haystack-ai has them."""
+    text = (Path(__file__).resolve().parents[3] / "docs" / "integrations.md").read_text(encoding="utf-8")
+    named = set(re.findall(r"`(\w*Pipeline)\b", text))
+    assert "Pipeline" in named
+    assert [n for n in sorted(named) if not hasattr(haystack, n)] == []
+    assert "run_async" in text and hasattr(haystack.Pipeline, "run_async")

@@ -15,18 +15,31 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 import reasonrank
 from reasonrank import RerankResult
-from reasonrank.integration import METADATA_KEYS, result_metadata
+from reasonrank.integration import (
+    EMPTY_KEY,
+    METADATA_KEYS,
+    deepcopy_memo,
+    instance_settings,
+    judged_texts,
+    result_metadata,
+    with_empty_last,
+)
 
-__all__ = ["ReasoningRerank", "METADATA_KEYS"]
+__all__ = ["ReasoningRerank", "METADATA_KEYS", "EMPTY_KEY"]
 
 dispatcher = get_dispatcher(__name__)
+
 
 class ReasoningRerank(BaseNodePostprocessor):
     """Rerank nodes with a reasoning reranker: a small LM explains, then grades each node's relevance.
 
     Returned nodes carry ``score`` (a float in [0, 1]) and the metadata ``reasonrank_label``,
     ``reasonrank_explanation`` and ``reasonrank_parse_ok`` (kept out of the text sent to LLMs and embedders).
-    The node is a copy; the retrieved node is not modified.
+    The node is a copy; the retrieved node is not modified. A node with empty text is not judged: it ranks
+    last, with score 0, label 0 and ``metadata["reasonrank_empty"] = True``.
+
+    ``copy.deepcopy`` copies the settings and shares the reranker by reference (a loaded model is reused,
+    neither reloaded nor duplicated in memory); a copy made before the first use loads its own on first use.
 
     Args:
         top_n: Number of nodes to return.
@@ -35,6 +48,7 @@ class ReasoningRerank(BaseNodePostprocessor):
             (``reasonrank.json``; the shipped default model is direct).
         keep_retrieval_score: Keep the retriever's score in ``metadata["retrieval_score"]``.
         reranker: A ready ``reasonrank.ReasoningReranker`` to use (and share); built lazily when None.
+            ``model`` and ``mode`` then report its settings; a different explicit one is a ``ValueError``.
         reranker_kwargs: More ``ReasoningReranker`` options (backend, batch_size, max_new_tokens,
             template, ...).
         callback_manager: LlamaIndex callback manager.
@@ -68,16 +82,13 @@ class ReasoningRerank(BaseNodePostprocessor):
         reranker_kwargs: dict[str, Any] | None = None,
         callback_manager: CallbackManager | None = None,
     ) -> None:
-        if model is None:
-            model = (
-                (getattr(reranker.backend, "model_name", None) or reranker.backend.describe())
-                if reranker
-                else reasonrank.DEFAULT_MODEL
-            )
+        if reranker is not None:
+            own = instance_settings(reranker, model=model, mode=mode)
+            model, mode = own["model"], own["mode"]  # type: ignore[assignment]
         super().__init__(
             top_n=top_n,
-            model=model,
-            mode=reranker.mode if reranker else mode,
+            model=reasonrank.DEFAULT_MODEL if model is None else model,
+            mode=mode,
             keep_retrieval_score=keep_retrieval_score,
             reranker_kwargs=dict(reranker_kwargs or {}),
             callback_manager=callback_manager or CallbackManager([]),
@@ -87,6 +98,9 @@ class ReasoningRerank(BaseNodePostprocessor):
     @classmethod
     def class_name(cls) -> str:
         return "ReasoningRerank"
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> ReasoningRerank:
+        return super().__deepcopy__(deepcopy_memo(memo, reranker=self._reranker, lock=self._lock))
 
     def _get_reranker(self) -> reasonrank.ReasoningReranker:
         with self._lock:
@@ -103,8 +117,8 @@ class ReasoningRerank(BaseNodePostprocessor):
         if not nodes:
             return []
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            results = self._get_reranker().rank(query, texts, top_k=self.top_n)
-            new_nodes = self._to_nodes(nodes, results)
+            results = self._get_reranker().rank(query, judged_texts(texts), top_k=self.top_n)
+            new_nodes = self._to_nodes(nodes, with_empty_last(results, texts, self.top_n))
             event.on_end(payload={EventPayload.NODES: new_nodes})
         dispatcher.event(ReRankEndEvent(nodes=new_nodes))
         return new_nodes
@@ -117,8 +131,8 @@ class ReasoningRerank(BaseNodePostprocessor):
             return []
         rr = self._reranker if self._reranker is not None else await asyncio.to_thread(self._get_reranker)
         with self.callback_manager.event(CBEventType.RERANKING, payload=self._payload(nodes, query)) as event:
-            results = await rr.arank(query, texts, top_k=self.top_n)
-            new_nodes = self._to_nodes(nodes, results)
+            results = await rr.arank(query, judged_texts(texts), top_k=self.top_n)
+            new_nodes = self._to_nodes(nodes, with_empty_last(results, texts, self.top_n))
             event.on_end(payload={EventPayload.NODES: new_nodes})
         dispatcher.event(ReRankEndEvent(nodes=new_nodes))
         return new_nodes
@@ -145,8 +159,9 @@ class ReasoningRerank(BaseNodePostprocessor):
         out = []
         for r in results:
             src = nodes[r.index]
-            meta = {**src.node.metadata, **result_metadata(r)}
-            keys = list(METADATA_KEYS)
+            added = result_metadata(r)
+            meta = {**src.node.metadata, **added}
+            keys = list(added)
             if self.keep_retrieval_score:
                 meta["retrieval_score"] = src.score
                 keys.append("retrieval_score")

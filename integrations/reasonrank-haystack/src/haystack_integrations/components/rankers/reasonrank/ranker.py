@@ -13,11 +13,20 @@ from haystack.core.errors import SerializationError
 from haystack.utils import ComponentDevice, Secret, deserialize_secrets_inplace
 
 from reasonrank import DEFAULT_MODEL, ReasoningReranker, RerankResult
-from reasonrank.integration import result_metadata
+from reasonrank.integration import (
+    EMPTY_KEY,
+    MODES,
+    check_backend,
+    instance_settings,
+    judged_texts,
+    result_metadata,
+    with_empty_last,
+)
 
-__all__ = ["ReasoningRanker"]
+__all__ = ["ReasoningRanker", "EMPTY_KEY"]
 
 logger = logging.getLogger(__name__)
+
 
 @component
 class ReasoningRanker:
@@ -25,7 +34,9 @@ class ReasoningRanker:
 
     Each output Document is a copy with ``score`` (relevance in [0, 1]) and the metadata
     ``reasonrank_label``, ``reasonrank_explanation`` and ``reasonrank_parse_ok``. Documents with the same
-    id are deduplicated first (keeping the highest retrieval score), as Haystack's own rankers do.
+    id are deduplicated first (keeping the highest retrieval score), as Haystack's own rankers do. A Document
+    without text (no content and no embedded meta field) is not judged: it ranks last, with score 0, label 0
+    and ``meta["reasonrank_empty"] = True``.
 
     Usage example:
     ```python
@@ -42,9 +53,9 @@ class ReasoningRanker:
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
+        model: str | None = None,
         reranker: ReasoningReranker | None = None,
-        backend: str = "transformers",
+        backend: str | None = None,
         mode: Literal["reasoning", "direct"] | None = None,
         device: ComponentDevice | None = None,
         api_key: Secret | None = None,
@@ -60,12 +71,15 @@ class ReasoningRanker:
 
         Args:
             model: Model for :class:`reasonrank.ReasoningReranker` (hub id, local dir, ``.gguf``,
-                ``"smollm2-local"``, or the served model name for ``backend="openai"``).
+                ``"smollm2-local"``, or the served model name for ``backend="openai"``); None:
+                ``reasonrank.DEFAULT_MODEL``, or the model of ``reranker``.
             reranker: A ready reranker to use (and share) instead of building one; such a component cannot be
-                serialized.
-            backend: reasonrank backend name: ``"transformers"``, ``"vllm"`` or ``"openai"``.
+                serialized. ``model``, ``backend`` and ``mode`` then report the reranker's own settings.
+            backend: A registered reasonrank backend (``reasonrank.available_backends()``: ``"transformers"``,
+                ``"vllm"``, ``"openai"``, ...); None: ``"transformers"``, or the backend of ``reranker``.
             mode: ``"reasoning"`` (explain, then grade) or ``"direct"`` (grade only, one forward pass); None:
-                the model's own (``reasonrank.json``; the shipped default model is direct).
+                the model's own (``reasonrank.json``; the shipped default model is direct), or the mode of
+                ``reranker``.
             device: Device for local backends; auto-detected when None.
             api_key: API key of a served model (``backend="openai"``), passed to the backend as ``api_key``.
             batch_size: Documents per engine batch.
@@ -78,12 +92,20 @@ class ReasoningRanker:
                 ``label_scale``, ``max_doc_tokens``, ``on_parse_error``, backend options).
 
         Raises:
-            ValueError: ``top_k`` is not > 0.
+            ValueError: ``top_k`` is not > 0; ``mode`` or ``backend`` is not one of the valid choices (the
+                message lists them); ``model``, ``backend`` or ``mode`` differs from the given ``reranker``'s.
         """
         if top_k <= 0:
             raise ValueError(f"top_k must be > 0, but got {top_k}")
-        self.model = model
-        self.backend = backend
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {list(MODES)} or None (the model's own), got {mode!r}")
+        if backend is not None:
+            check_backend(backend)
+        if isinstance(reranker, ReasoningReranker):
+            own = instance_settings(reranker, model=model, backend=backend, mode=mode)
+            model, backend, mode = own["model"], own["backend"], own["mode"]  # type: ignore[assignment]
+        self.model: str = DEFAULT_MODEL if model is None else model
+        self.backend: str = "transformers" if backend is None else backend
         self.mode = mode
         self.device = device
         self.api_key = api_key
@@ -114,6 +136,16 @@ class ReasoningRanker:
         if self.api_key is not None and (key := self.api_key.resolve_value()) is not None:
             options["api_key"] = key
         self._reranker = ReasoningReranker(self.model, **options)
+
+    async def warm_up_async(self) -> None:
+        """:meth:`warm_up` for async runs (``Pipeline.run_async`` calls it): the model loads in a worker
+        thread, so the event loop keeps serving other tasks meanwhile. Idempotent.
+
+        Loading off the loop is safe for every reasonrank backend: the served (openai) backend opens its HTTP
+        client per event loop, on first use, not at load time.
+        """
+        if self._reranker is None:
+            await asyncio.to_thread(self.warm_up)
 
     def to_dict(self) -> dict[str, Any]:
         """Serialize the component (the model is referenced by name, API keys as environment variables).
@@ -171,16 +203,15 @@ class ReasoningRanker:
             ``{"documents": [...]}``: copies, most relevant first, with ``score`` and reasonrank metadata.
 
         Raises:
-            ValueError: ``top_k`` is not > 0, or a Document has no text (no content and no embedded
-                meta field).
+            ValueError: ``top_k`` is not > 0, or the query is empty.
         """
         top_k, threshold, docs, texts = self._prepare(documents, top_k, score_threshold)
         if not docs:
             return {"documents": []}
         self.warm_up()
         assert self._reranker is not None
-        results = self._reranker.rank(query, texts, top_k=top_k)
-        return {"documents": self._to_documents(docs, results, threshold)}
+        results = self._reranker.rank(query, judged_texts(texts), top_k=top_k)
+        return {"documents": self._to_documents(docs, with_empty_last(results, texts, top_k), threshold)}
 
     @component.output_types(documents=list[Document])
     async def run_async(
@@ -190,15 +221,15 @@ class ReasoningRanker:
         top_k: int | None = None,
         score_threshold: float | None = None,
     ) -> dict[str, list[Document]]:
-        """Async :meth:`run`: scores through the reranker's async API."""
+        """Async :meth:`run`: loads the model off the event loop (:meth:`warm_up_async`), scores through the
+        reranker's async API."""
         top_k, threshold, docs, texts = self._prepare(documents, top_k, score_threshold)
         if not docs:
             return {"documents": []}
-        if self._reranker is None:
-            await asyncio.to_thread(self.warm_up)
+        await self.warm_up_async()
         assert self._reranker is not None
-        results = await self._reranker.arank(query, texts, top_k=top_k)
-        return {"documents": self._to_documents(docs, results, threshold)}
+        results = await self._reranker.arank(query, judged_texts(texts), top_k=top_k)
+        return {"documents": self._to_documents(docs, with_empty_last(results, texts, top_k), threshold)}
 
     # ------------------------------------------------------------------ translation
     def _prepare(
@@ -219,13 +250,7 @@ class ReasoningRanker:
         texts = []
         for doc in docs:
             meta = [str(doc.meta[k]) for k in self.meta_fields_to_embed if doc.meta.get(k)]
-            text = self.embedding_separator.join([*meta, doc.content] if doc.content else meta)
-            if not text.strip():
-                raise ValueError(
-                    f"Document {doc.id!r} has no text to judge (content is {doc.content!r}); filter out "
-                    "Documents without content before the ranker, or set meta_fields_to_embed"
-                )
-            texts.append(text)
+            texts.append(self.embedding_separator.join([*meta, doc.content] if doc.content else meta))
         return top_k, threshold, docs, texts
 
     @staticmethod
