@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank import Document, ReasoningReranker
+from reasonrank.backends.dtypes import dtype_name as core_dtype_name
 
 _DTYPES = ("float32", "bfloat16", "float16")
 
@@ -64,8 +65,10 @@ def dtype_name(dtype: Any) -> str | None:
         >>> dtype_name("torch.float32"), dtype_name("auto")
         ('float32', None)
     """
-    name = str(dtype).replace("torch.", "") if dtype is not None else ""
-    return name if name in _DTYPES else None
+    try:  # the core's dtype parser; a name outside the three float types is "unknown" here
+        return core_dtype_name(dtype, allowed=_DTYPES)
+    except ValueError:
+        return None
 
 
 def matmul_peak_gflops(dtype: str = "float32", device: str = "cpu", *, n: int = 2048, repeats: int = 3,
