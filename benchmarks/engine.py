@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--labels", default="0,1", help="label scale of every system (the trained models' is 0,1)")
     p.add_argument("--tune-fold", default="fanout-vital-dev", help="fold the fusion weight is tuned on")
     p.add_argument("--out", type=Path, default=Path("runs/engine"), help="score cache and summary.json")
+    p.add_argument("--weight-grid", action="store_true",
+                   help="also print each system's fused nDCG@10 at every weight 0.0, 0.1, ..., 1.0 (whole fold)")
     args = p.parse_args(argv)
     args.fold = args.fold or [Path("data/built/fanout-vital-dev"), Path("data/built/python-faq-dev")]
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -178,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
                                         ["nDCG@10"])
                     row["fused_nDCG@10"] = fused["nDCG@10"]
                 row["fusion_weight"] = weights.get((sname, mode))
+                if args.weight_grid:
+                    row["fused_grid"] = {w / 10: round(evaluate(qrels, _reranked(judged, first, args.depth, w / 10),
+                                                                ["nDCG@10"])[0]["nDCG@10"], 3) for w in range(11)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -192,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         extra = (f"{r['parse_rate']:.1%} | {r['docs_per_s']}" if "parse_rate" in r else " | ")
         print(f"| {r['fold']} | {r['system']} | {r['mode']} | {r['queries']} | {r['nDCG@10']:.3f} | "
               f"{r['R@10']:.3f} | {fused} | {extra} |")
+    if args.weight_grid:
+        print("\nfused nDCG@10 by weight (w = 0: the model alone, 1: the first stage):")
+        for r in rows:
+            if "fused_grid" in r:
+                print(f"{r['fold']} {r['system']} {r['mode']}: " +
+                      " ".join(f"{w:.1f}={v:.3f}" for w, v in r["fused_grid"].items()))
     return 0
 
 
