@@ -197,7 +197,8 @@ class Planner:
         return rows, errors, []
 
     def _plan_reasoning(self, queries: list[str], doc_texts: list[str], prompts: list[Prompt]) -> _Planned:
-        """Generate; read the label where the model wrote it, else force the verdict in a second pass."""
+        """Generate; read the label where the model wrote it, else force the verdict: the backend's own
+        (``Generation.forced_logprobs``) when it computed one while generating, else in a second pass."""
         labels, prefix, spec = self.prompts.labels, self.prompts.template.assistant_prefix, self.spec
         gens: list[Generation] = yield GenerateRequest(prompts)
         _answers(gens, len(prompts), "generate")
@@ -205,6 +206,7 @@ class Planner:
         errors = {i: g.error for i, g in enumerate(gens) if g.error}
         forced: list[int] = []
         forced_prompts: list[Prompt] = []
+        own: dict[int, LabelScores] = {}  # forced verdicts the backend computed while generating
         for i, (g, j) in enumerate(zip(gens, judgments)):
             raw = prefix + g.text
             if i in errors or (j.ok and g.label_logprobs):
@@ -215,11 +217,14 @@ class Planner:
             if not j.ok and self.on_parse_error == "raise":
                 raise ParseError(f"docs[{i}]: {j.error}; model output was {raw[:300]!r}. Pass "
                                  "on_parse_error='fallback' to score such outputs from label probabilities")
+            if not j.ok and g.forced_logprobs:
+                own[i] = LabelScores(g.forced_logprobs)
+                continue
             head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + spec.marker
             forced.append(i)
             forced_prompts.append(self.prompts.prompt(queries[i], doc_texts[i], assistant_prefix=head))
         forced_lps = _label_scores((yield LabelRequest(forced_prompts)), len(forced)) if forced_prompts else []
-        by_doc = dict(zip(forced, forced_lps))
+        by_doc = {**own, **dict(zip(forced, forced_lps))}
         errors.update({i: lp.error for i, lp in by_doc.items() if lp.error is not None})
         rows: list[_Row] = []
         for i, (g, j) in enumerate(zip(gens, judgments)):

@@ -52,12 +52,18 @@ class Generation:
             with a second, forced pass).
         num_tokens: Number of generated tokens.
         error: Why the engine failed on this document (then the result is reported with ``error``), or None.
+        forced_logprobs: For a text without a verdict, the forced verdict: the log-probability per label after
+            the assistant prefix and the text (trailing whitespace dropped) followed by ``"\\n" + marker``,
+            computed by the backend from its own generation state (the transformers backend continues the
+            generation's KV cache). None: the reranker forces the verdict in a second pass
+            (:meth:`Backend.label_logprobs`).
     """
 
     text: str
     label_logprobs: dict[int, float] | None = None
     num_tokens: int = 0
     error: str | None = field(default=None)
+    forced_logprobs: dict[int, float] | None = None
 
 
 @dataclass(frozen=True)

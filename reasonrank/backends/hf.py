@@ -2,25 +2,35 @@
 
 Batches are sorted by length (order restored), left-padded, run under ``torch.inference_mode``.
 Direct scoring is one forward pass per document reading only the last position's logits; reasoning
-generates greedily, records the label-token log-probabilities at every step (a few floats per step,
-not the vocabulary) and stops each sequence as soon as its verdict's label is written.
+generates greedily, records the label-token log-probabilities at every step (the candidates' columns minus
+the logsumexp: a few floats per step, no vocabulary-sized log-softmax) and stops each sequence as soon as its
+verdict's label is written (a tensor test of the last token; only rows ending in a label token decode their
+last 12 ids), so the per-step overhead does not grow with the generated length. An output without a verdict
+gets its forced verdict (output + ``"\\n" + marker``) from one more forward pass that continues the
+generation's KV cache, fed only what the cache lacks (the never-fed last token, tokens the forced prompt
+tokenises differently, then the marker), instead of a second pass that re-prefills prompt + output; where
+the cache cannot be continued exactly (not a plain ``DynamicCache``, an assistant prefix ending in whitespace
+with an empty output) the reranker re-prefills as before.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._deps import require
 from ..models import convert_gguf, resolve_model
+from ..parsing import Verdict
 from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
 from .dtypes import resolve_dtype
 from .tokenization import (
     LocalTokenizerMixin,
+    continuation_chunk,
     eos_pad_ids,
     finish_generation,
     left_pad,
@@ -96,6 +106,62 @@ def _pick_dtype(torch: Any, device: str, dtype: Any) -> Any:
     if device.startswith("mps"):
         return torch.float16
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
+
+
+def _generation_hooks(tf: Any, torch: Any, tok: Any, index: Any,
+                      verdict: Callable[[str], list[Verdict]]) -> tuple[Any, Any]:
+    """(recorder, stop) for one ``generate`` call; per step, both cost the same whatever the generated length.
+
+    The recorder (a logits processor) keeps the log-probabilities of the label candidates ``index``: their
+    columns minus the logsumexp, never a vocabulary-sized log-softmax. The stopping criterion ends a row once
+    its verdict's label is written: a tensor test finds the rows whose last token is a label candidate, and
+    only those decode their last 12 ids (all :func:`verdict_reached` reads; they may reach into the prompt,
+    whose assistant prefix can end with the marker).
+    """
+    label_ids = set(index.tolist())
+
+    class Recorder(tf.LogitsProcessor):  # type: ignore[misc]  # tf is a lazily imported module
+        def __init__(self) -> None:
+            self.steps: list[Any] = []
+
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            x = scores.float()
+            self.steps.append(x.index_select(-1, index) - torch.logsumexp(x, dim=-1, keepdim=True))
+            return scores
+
+    class VerdictStop(tf.StoppingCriteria):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            done = [False] * input_ids.shape[0]
+            for r in torch.isin(input_ids[:, -1], index).nonzero().flatten().tolist():
+                done[r] = verdict_reached(tok, input_ids[r, -12:].tolist(), label_ids, verdict)
+            return torch.tensor(done, device=input_ids.device)
+
+    return Recorder(), VerdictStop()
+
+
+def _output_cache(res: Any) -> Any:
+    """The KV cache a ``generate(..., return_dict_in_generate=True)`` output holds (``cache`` in transformers
+    >= 5.2x, ``past_key_values`` before), or None."""
+    for name in ("cache", "past_key_values"):
+        cache = getattr(res, name, None)
+        if cache is not None:
+            return cache
+    return None
+
+
+def _continuable(cache: Any, rows: int, length: int) -> bool:
+    """True when ``cache`` is a plain :class:`DynamicCache` of ``rows`` rows holding ``length`` positions in
+    every layer (no sliding window, quantisation, shared or linear-attention layers): a cache a forward pass
+    can continue with a padding mask. Anything else (other caches, older transformers) gets False."""
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:
+        return False
+    layers: list[Any] = list(getattr(cache, "layers", None) or [])
+    return type(cache) is DynamicCache and bool(layers) and all(
+        type(layer) is DynamicLayer and layer.get_seq_length() == length and layer.keys is not None
+        and layer.keys.shape[0] == rows
+        for layer in layers)
 
 
 class TransformersBackend(LocalTokenizerMixin, Backend):
@@ -267,10 +333,14 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
             kw.update({self._cache_kw: cache}, attention_mask=torch.cat([mask.new_ones(rows, n), mask], dim=1),
                       position_ids=(enc["position_ids"] + n) * mask + (1 - mask))
             enc = {"input_ids": enc["input_ids"]}
+        return self._head_logprobs(enc, use_cache=prefix is not None, **kw)
+
+    def _head_logprobs(self, enc: dict[str, Any], **kw: Any) -> Any:
+        """fp32 log-probabilities at the last position of ``self.model(**enc, **kw)`` (see :meth:`_last_logprobs`)."""
+        torch = self.torch
         if self.dtype == torch.float32:
-            return torch.log_softmax(self.model(**enc, use_cache=prefix is not None, **kw).logits[:, -1, :].float(),
-                                     dim=-1)
-        out = self.model(**enc, use_cache=prefix is not None, output_hidden_states=True, **kw)
+            return torch.log_softmax(self.model(**enc, **kw).logits[:, -1, :].float(), dim=-1)
+        out = self.model(**enc, output_hidden_states=True, **kw)
         head = self.model.get_output_embeddings()
         hidden = out.hidden_states[-1][:, -1, :].float()
         logits = hidden @ head.weight.float().T
@@ -283,38 +353,14 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         torch, tf = self.torch, self.transformers
         flat = self.label_candidates(spec)
         index = torch.tensor([tid for _, tid in flat], device=self.device)
-        label_ids = {tid for _, tid in flat}
         seqs = self.generation_inputs(prompts, max_new_tokens)
-        verdict = verdict_finder(spec)
-        tok = self.tokenizer
         out: list[Generation | None] = [None] * len(seqs)
         batches = length_sorted_batches([len(s) + max_new_tokens for s in seqs], self.batch_size,
                                         self.max_batch_tokens)
-
-        class Recorder(tf.LogitsProcessor):  # type: ignore[misc,name-defined]  # tf is a lazily imported module
-            def __init__(self) -> None:
-                self.steps: list[Any] = []
-
-            def __call__(self, input_ids: Any, scores: Any) -> Any:
-                self.steps.append(torch.log_softmax(scores.float(), dim=-1).index_select(-1, index))
-                return scores
-
-        class VerdictStop(tf.StoppingCriteria):  # type: ignore[misc,name-defined]
-            """Stop a sequence once its verdict's label digit is written (saves the tokens after it)."""
-
-            def __init__(self, prompt_len: int) -> None:
-                self.prompt_len = prompt_len
-
-            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-                # the tail may reach into the prompt: an assistant prefix can end with the marker
-                done = [verdict_reached(tok, row, label_ids, verdict)
-                        for row in input_ids[:, max(0, self.prompt_len - 12):].tolist()]
-                return torch.tensor(done, device=input_ids.device)
-
         gen_cfg = self.model.generation_config.to_dict() if self.model.generation_config else {}
         kwargs: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None,
                                   "max_new_tokens": max_new_tokens, "pad_token_id": self.pad_id,
-                                  "eos_token_id": sorted(self.eos_ids) or None}
+                                  "eos_token_id": sorted(self.eos_ids) or None, "return_dict_in_generate": True}
         kwargs.update(self.generation_kwargs)
         if "repetition_penalty" not in self.generation_kwargs and gen_cfg.get("repetition_penalty", 1.0) != 1.0:
             kwargs["repetition_penalty"] = 1.0  # keep label probabilities unbiased
@@ -323,15 +369,74 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
                 enc = self._batch_tensors([seqs[i] for i in batch])
                 enc.pop("position_ids")  # generate derives them from the mask, step by step
                 width = enc["input_ids"].shape[1]
-                rec = Recorder()
+                rec, stop = _generation_hooks(tf, torch, self.tokenizer, index, verdict_finder(spec))
                 res = self.model.generate(**enc, logits_processor=tf.LogitsProcessorList([rec]),
-                                          stopping_criteria=tf.StoppingCriteriaList([VerdictStop(width)]),
-                                          **kwargs)
+                                          stopping_criteria=tf.StoppingCriteriaList([stop]), **kwargs)
+                seq = getattr(res, "sequences", res)
                 steps = torch.stack(rec.steps, dim=1).cpu().tolist() if rec.steps else [[] for _ in batch]
+                ids = [until_stop(seq[row, width:].tolist(), self.end_ids) for row in range(len(batch))]
+                gens = [self._finish(ids[row], steps[row], flat, locate) for row in range(len(batch))]
+                todo = [row for row, g in enumerate(gens) if locate(g.text) is None]
+                if todo and seq.shape[0] == len(batch):
+                    forced = self._forced_logprobs(
+                        _output_cache(res), enc["attention_mask"], seq.shape[1] - width,
+                        [(row, prompts[batch[row]], seqs[batch[row]], ids[row], gens[row].text) for row in todo],
+                        spec, index, flat)
+                    for row, lp in forced.items():
+                        gens[row] = dataclasses.replace(gens[row], forced_logprobs=lp)
+                del res, seq  # the KV cache goes before the next batch's generation
                 for row, i in enumerate(batch):
-                    out[i] = self._finish(until_stop(res[row, width:].tolist(), self.end_ids), steps[row], flat, locate)
+                    out[i] = gens[row]
                 bar.update(1)
         return [g for g in out if g is not None]
+
+    def _forced_logprobs(self, cache: Any, prompt_mask: Any, new_tokens: int,
+                         rows: list[tuple[int, Prompt, list[int], list[int], str]], spec: LabelSpec, index: Any,
+                         flat: list[tuple[int, int]]) -> dict[int, dict[int, float]]:
+        """The forced verdicts of generations without one, read by continuing the generation's KV cache.
+
+        ``cache`` holds the left-padded prompts (``prompt_mask``) and the first ``new_tokens - 1`` generated
+        steps (the last token was never fed). Each row of ``rows`` (batch row, prompt, prompt ids, generated ids,
+        text) gets the exact tokens of the re-prefill path (:meth:`label_logprobs` of the prompt whose assistant
+        prefix is the output without trailing whitespace + ``"\\n" + marker``): the cached generated tokens it
+        repeats are kept, the others masked, and the rest is fed in one pass (:func:`continuation_chunk`), with
+        positions continuing each row's own count. Returns ``{batch row: {label: logprob}}``; rows it cannot
+        continue exactly (a cache of another kind, an assistant prefix the head changes, a head over the
+        context) are left out, and the reranker forces those in a second pass.
+        """
+        torch = self.torch
+        rows_n, width = prompt_mask.shape
+        if new_tokens < 1 or not _continuable(cache, rows_n, width + new_tokens - 1):
+            return {}
+        plans: list[tuple[int, int, list[int]]] = []
+        for row, prompt, prompt_ids, gen_ids, text in rows:
+            head = Prompt(prompt.messages, (prompt.assistant_prefix + text).rstrip() + "\n" + spec.marker)
+            try:
+                target = self.label_inputs([head], spec)[0][0]
+            except ValueError:  # over the context: the second pass reports it
+                continue
+            cut = continuation_chunk(prompt_ids, gen_ids, target, new_tokens - 1)
+            if cut is not None:
+                plans.append((row, *cut))
+        if not plans:
+            return {}
+        sel = torch.tensor([row for row, _, _ in plans], device=self.device)
+        cache.batch_select_indices(sel)
+        enc = self._batch_tensors([chunk for _, _, chunk in plans])
+        kept = torch.tensor([[k] for _, k, _ in plans], device=self.device)
+        mask, before = enc["attention_mask"], prompt_mask.index_select(0, sel)
+        gen_mask = (torch.arange(new_tokens - 1, device=self.device) < kept).to(mask.dtype)
+        kw = {self._keep_kw: 1} if self._keep_kw else {}
+        try:
+            lp = self._head_logprobs({"input_ids": enc["input_ids"]}, use_cache=True, **{self._cache_kw: cache}, **kw,
+                                     attention_mask=torch.cat([before, gen_mask, mask], dim=1),
+                                     position_ids=(enc["position_ids"] + before.sum(-1, keepdim=True) + kept) * mask
+                                     + (1 - mask))
+        except (RuntimeError, TypeError, ValueError) as exc:  # a model whose forward takes no continued cache
+            logger.warning("forced verdicts use a second pass: continuing the generation's cache failed (%s)", exc)
+            return {}
+        values = lp.index_select(-1, index).cpu().tolist()
+        return {row: per_label_logprobs(flat, v) for (row, _, _), v in zip(plans, values)}
 
     def _finish(self, ids: list[int], steps: list[list[float]], flat: list[tuple[int, int]],
                 locate: LocateLabel) -> Generation:

@@ -18,6 +18,7 @@ from .base import Generation, LabelSpec, LocateLabel, Prompt
 __all__ = [
     "LocalTokenizerMixin",
     "check_generation_budget",
+    "continuation_chunk",
     "encode_prompt",
     "eos_pad_ids",
     "finish_generation",
@@ -249,6 +250,35 @@ def until_stop(ids: Iterable[int], stop: Collection[int]) -> list[int]:
     return out
 
 
+def continuation_chunk(prompt: Sequence[int], generated: Sequence[int], target: Sequence[int],
+                       cached: int) -> tuple[int, list[int]] | None:
+    """How a forward pass continues a generation's KV cache so that it reads exactly the tokens of ``target``.
+
+    ``target`` is what a fresh pass would read (e.g. the forced-verdict prompt: prompt, the output without its
+    trailing whitespace, ``"\\n" + marker``); the cache holds ``prompt`` and the first ``cached`` generated
+    tokens. Returns ``(k, chunk)`` with ``prompt + generated[:k] + chunk == target``: ``k`` cached generated
+    tokens are kept (the rest are masked) and ``chunk`` (never empty: its last position is read) is fed. The
+    kept tokens are the longest cached run that ``target`` repeats, so trailing whitespace the output drops,
+    tokens the tokenizer merges differently (``".\\n"``) or splits differently (a byte-level token decoded to
+    U+FFFD) are fed again as ``target`` has them. None when ``target`` does not start with ``prompt``.
+
+    Example:
+        >>> continuation_chunk([1, 2], [5, 6, 9, 9], [1, 2, 5, 6, 7, 8], cached=3)  # 9, 9: dropped whitespace
+        (2, [7, 8])
+        >>> continuation_chunk([1, 2], [5, 6], [1, 2, 5, 6, 7], cached=1)  # 6 was never fed: feed it now
+        (1, [6, 7])
+        >>> continuation_chunk([1, 2], [5], [1, 3, 7], cached=1) is None  # the target changes the prompt
+        True
+    """
+    n = len(prompt)
+    if len(target) <= n or list(target[:n]) != list(prompt):
+        return None
+    k, limit = 0, min(len(generated), cached, len(target) - n - 1)
+    while k < limit and generated[k] == target[n + k]:
+        k += 1
+    return k, list(target[n + k:])
+
+
 def finish_generation(tokenizer: Any, ids: list[int], locate: LocateLabel, label_ids: Collection[int],
                       steps: Sequence[S], read_step: Callable[[S], dict[int, float]]) -> Generation:
     """A backend's :class:`~reasonrank.backends.Generation` from its generated ids (already cut at the stop):
@@ -262,8 +292,8 @@ def finish_generation(tokenizer: Any, ids: list[int], locate: LocateLabel, label
         steps: Per generated token, what the engine recorded (log-probabilities, in the engine's shape).
         read_step: Turns one step's record into ``{label: logprob}``.
 
-    ``label_logprobs`` is None (the reranker then forces the verdict in a second pass) when the text has no
-    verdict, its label is not at a label token, or the engine recorded no step there.
+    ``label_logprobs`` is None (the reranker then forces the verdict, see ``Generation.forced_logprobs``) when the
+    text has no verdict, its label is not at a label token, or the engine recorded no step there.
     """
     text = tokenizer.decode(ids, skip_special_tokens=True)
     pos = locate(text)
