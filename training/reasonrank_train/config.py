@@ -233,6 +233,9 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                                "prompt injection (reasonrank_train.augment).", 0.0)
     inject_demote: float = _h("loss: group - probability that a group's positive carries a planted demotion "
                               "text (label stays 1).", 0.0)
+    inject_noise: float = _h("loss: group - probability that one document of any label in a group carries "
+                             "planted text with no signal (another document's sentence, or a promotion/demotion "
+                             "phrasing on a document of either label): extra text must not move the score.", 0.0)
     source_repeat: dict[str, int] = _h("loss: group - repeat the groups of these training sources this many "
                                        "times (e.g. {python-faq: 4}: a small source gets more weight).", {})
     eval_collection: str | list[str] | None = _h("Dev fold(s) (BEIR folders) for model selection, scored by their "
@@ -277,7 +280,7 @@ class ScoreLearnConfig(ModelFields, LoraFields):
             raise ConfigError(f"loss must be 'group', 'listwise' or 'pointwise', got {self.loss!r}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (a positive and at least one negative), got {self.group_size}")
-        for name in ("inject_promote", "inject_demote"):
+        for name in ("inject_promote", "inject_demote", "inject_noise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
             if getattr(self, name) and self.loss != "group":

@@ -258,10 +258,11 @@ def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example
         if not groups:
             raise ValueError(f"{cfg.train_file} has no query with a positive and a negative; group score learning "
                              "needs both (build data with `reasonrank-train data`)")
-        if cfg.inject_promote or cfg.inject_demote:
+        if cfg.inject_promote or cfg.inject_demote or cfg.inject_noise:
             from .augment import inject
 
-            groups = inject(groups, promote=cfg.inject_promote, demote=cfg.inject_demote, seed=cfg.seed)
+            groups = inject(groups, promote=cfg.inject_promote, demote=cfg.inject_demote, noise=cfg.inject_noise,
+                            seed=cfg.seed)
         return groups
     lists = candidate_lists(examples, list_size=cfg.list_size, seed=cfg.seed)
     if not lists:
@@ -323,6 +324,15 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
     logger.info("score-learn: %d groups (%d examples), %d steps, %s loss, device=%s, bf16 autocast=%s",
                 len(encoded), len(examples), total, cfg.loss, device, scorer.autocast)
     dev = _DevEval(cfg, tok) if cfg.eval_folds()[0] else None
+    out = Path(cfg.output_dir or "")
+
+    def save(extra: dict[str, Any]) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(str(out), safe_serialization=True)
+        tok.save_pretrained(str(out))
+        write_meta(out, stage="score_learn", mode="direct", label_scale=cfg.label_scale,
+                   source_model=cfg.model or "", extra={"groups": len(encoded), "loss": cfg.loss, **extra})
+
     best: tuple[float, int] = (-1.0, 0)
     best_state: dict[str, Any] | None = None
     history: list[dict[str, float]] = []
@@ -340,6 +350,9 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
         if ndcg > best[0]:
             best, stale = (ndcg, step), 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if step:  # on disk as soon as it is found: a killed run keeps its best checkpoint
+                save({"steps": step, "best_step": step, "best_dev_ndcg@10": round(ndcg, 4), "dev_history": history,
+                      "partial": True})
         else:
             stale += 1
         return bool(cfg.patience and stale >= cfg.patience)
@@ -381,14 +394,8 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
         model.load_state_dict(best_state)
         logger.info("score-learn: keeping the best dev checkpoint (step %d, nDCG@10 %.4f)", best[1], best[0])
     model.eval()
-    out = Path(cfg.output_dir or "")
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(out), safe_serialization=True)
-    tok.save_pretrained(str(out))
-    extra: dict[str, Any] = {"groups": len(encoded), "steps": len(losses), "loss": cfg.loss, "final_loss": losses[-1],
-                             "seconds": round(time.time() - started, 1)}
+    extra: dict[str, Any] = {"steps": len(losses), "final_loss": losses[-1], "seconds": round(time.time() - started, 1)}
     if dev is not None:
         extra.update({"best_step": best[1], "best_dev_ndcg@10": round(best[0], 4), "dev_history": history})
-    write_meta(out, stage="score_learn", mode="direct", label_scale=cfg.label_scale, source_model=cfg.model or "",
-               extra=extra)
+    save(extra)
     return out

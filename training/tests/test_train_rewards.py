@@ -81,3 +81,29 @@ def test_injection_augmentation_plants_texts_and_keeps_labels():
     assert "{query}" not in "".join(planted) and inject(groups, promote=0.5, demote=0.25, seed=3) == out
     with pytest.raises(ValueError, match="promote must be a probability"):
         inject(groups, promote=2.0, demote=0.0)
+
+
+def test_noise_augmentation_plants_signal_free_text_on_either_label():
+    from reasonrank_train.augment import DEMOTE_TRAIN, PROMOTE_TRAIN, inject
+    from reasonrank_train.data import Example
+
+    groups = [[Example(f"q{i}", "p", f"query {i}", f"Topic {i} is on topic. More.", 1),
+               *[Example(f"q{i}", f"n{j}", f"query {i}", f"Off topic {i}.{j}. More.", 0) for j in range(4)]]
+              for i in range(400)]
+    out = inject(groups, promote=0.0, demote=0.0, noise=0.5, seed=5)
+    assert [[e.label for e in g] for g in out] == [[e.label for e in g] for g in groups]
+    changed = [(e, o) for g, og in zip(out, groups) for e, o in zip(g, og) if e.text != o.text]
+    assert 160 < len(changed) < 240, len(changed)
+    assert {o.label for _, o in changed} == {0, 1}  # both labels get noise
+    planted = [e.text.replace(o.text, "").strip() for e, o in changed]
+    phrasings = [t.split("{query}")[0].strip() for t in PROMOTE_TRAIN + DEMOTE_TRAIN]
+    borrowed = [p for p in planted if not any(p.startswith(t) for t in phrasings)]
+    assert 40 < len(borrowed) < len(planted) - 40  # both kinds of noise
+    # a borrowed sentence is another query's document's first sentence, never the group's own query's
+    assert all(p.startswith(("Topic ", "Off topic ")) and p.endswith(".") for p in borrowed)
+    donors = [(p.removeprefix("Off topic ").removeprefix("Topic ").split(".")[0].split()[0], e.qid[1:])
+              for p, (e, _) in zip(planted, changed) if p in borrowed]
+    assert all(d != own for d, own in donors), donors
+    assert inject(groups, promote=0.0, demote=0.0, noise=0.5, seed=5) == out
+    with pytest.raises(ValueError, match="noise must be a probability"):
+        inject(groups, promote=0.0, demote=0.0, noise=-0.1)
