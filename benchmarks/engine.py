@@ -4,7 +4,8 @@ dev folds that ``reasonrank-train data`` builds (never on fanout-final-test).
 
 For every fold: BM25, dense and their union (the runs the data builder wrote), then each ``--system``
 reranking the top ``--depth`` of the ``--first-stage`` run in each ``--modes`` mode. Model scores are cached
-per query in ``--out`` (a rerun resumes), so adding a system or a mode only scores what is new. The fusion
+per query in ``--out`` under the system's name and its weights' fingerprint (a rerun resumes; new weights
+under an old name are scored anew), so adding a system or a mode only scores what is new. The fusion
 weight (``ReasoningReranker(fusion_weight=...)``) is tuned on ``--tune-fold``: its own figure there is
 cross-fitted (weight tuned on one half of the queries, measured on the other, both ways), and the weight
 tuned on the whole fold is applied unchanged to the other folds.
@@ -80,6 +81,21 @@ def _subset(fold: Collection, run: dict[str, dict[str, float]], n: int) -> list[
 
 def _head(run_q: dict[str, float], depth: int) -> list[str]:
     return sorted(run_q, key=lambda d: -run_q[d])[:depth]
+
+
+def fingerprint(model: str) -> str:
+    """8 hex digits naming a model's weights, so that a cache of scores never outlives them: a hash of the
+    weight files and ``reasonrank.json`` of a local folder or a shipped alias; the name itself otherwise
+    (hub ids, GGUF aliases: their files do not change)."""
+    from reasonrank.models import SHIPPED_MODELS, shipped_model_dir
+
+    path = shipped_model_dir(model) if model in SHIPPED_MODELS else Path(model)
+    h = hashlib.sha1(model.encode())
+    if path.is_dir():
+        for f in sorted(path.iterdir()):
+            if f.suffix in (".safetensors", ".bin") or f.name == "reasonrank.json":
+                h.update(f.name.encode() + f.read_bytes())
+    return h.hexdigest()[:8]
 
 
 def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[str, float]], qids: list[str],
@@ -163,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, dtype=args.dtype) as rr:
                     judged, dps = score_system(rr, fold, first, qids, args.depth,
-                                               args.out / fname / f"{sname}-{mode}-{args.first_stage}.jsonl")
+                                               args.out / fname / f"{sname}-{fingerprint(model)}-{mode}-{args.first_stage}.jsonl")
                 judged = {q: judged[q] for q in qids}
                 agg, _ = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
                 flat = [r for q in judged.values() for r in q.values()]

