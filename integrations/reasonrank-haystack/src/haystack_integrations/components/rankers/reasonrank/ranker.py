@@ -93,7 +93,9 @@ class ReasoningRanker:
 
         Raises:
             ValueError: ``top_k`` is not > 0; ``mode`` or ``backend`` is not one of the valid choices (the
-                message lists them); ``model``, ``backend`` or ``mode`` differs from the given ``reranker``'s.
+                message lists them); ``model``, ``backend`` or ``mode`` differs from the given ``reranker``'s;
+                ``device``, ``api_key`` or ``reranker_kwargs`` is given with ``reranker`` (they configure a
+                reranker the component builds, so they would be ignored).
         """
         if top_k <= 0:
             raise ValueError(f"top_k must be > 0, but got {top_k}")
@@ -102,6 +104,11 @@ class ReasoningRanker:
         if backend is not None:
             check_backend(backend)
         if isinstance(reranker, ReasoningReranker):
+            unused = [name for name, value in (("device", device), ("api_key", api_key),
+                                               ("reranker_kwargs", reranker_kwargs)) if value]
+            if unused:
+                raise ValueError(f"{', '.join(unused)} would be ignored: the given reranker is already built; "
+                                 "configure it on the ReasoningReranker you pass, or drop reranker=")
             own = instance_settings(reranker, model=model, backend=backend, mode=mode)
             model, backend, mode = own["model"], own["backend"], own["mode"]  # type: ignore[assignment]
         self.model: str = DEFAULT_MODEL if model is None else model
