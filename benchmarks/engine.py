@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     weights: dict[tuple[str, str], float] = {}
     order = [args.tune_fold, *[n for n in folds if n != args.tune_fold]]
+    prints = {sname: fingerprint(model) for sname, model in args.system}  # hashed once, used per fold and mode
     for fname in order:
         fold, path = folds[fname]
         first = read_trec_run(path / "runs" / f"{args.first_stage}.trec")
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, dtype=args.dtype) as rr:
                     judged, dps = score_system(rr, fold, first, qids, args.depth,
-                                               args.out / fname / f"{sname}-{fingerprint(model)}-{mode}-{args.first_stage}.jsonl")
+                                               args.out / fname / f"{sname}-{prints[sname]}-{mode}-{args.first_stage}.jsonl")
                 judged = {q: judged[q] for q in qids}
                 agg, _ = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
                 flat = [r for q in judged.values() for r in q.values()]

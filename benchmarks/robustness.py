@@ -116,21 +116,23 @@ def run_pipeline(col: Collection, rr: ReasoningReranker, defended: ReasoningRera
     variants = {k: v.format(end=end, start=start) for k, v in PROMOTE.items()}
     ids = sorted(col.corpus)
 
-    def cosines(texts: list[str], query: str) -> list[float]:
-        emb = encoder.encode([query, *texts], normalize_embeddings=True, convert_to_numpy=True)
-        return [float(x) for x in emb[1:] @ emb[0]]
+    def embed(texts: list[str]) -> Any:
+        return encoder.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
 
+    corpus = embed([col.corpus[d].prompt_text for d in ids])  # once; per query only its attacked variants
     rows, t0 = [], time.perf_counter()
     for q, rel, irr in pairs(col)[:max_queries]:
         query = col.queries[q]
-        cos = dict(zip(ids, cosines([col.corpus[d].prompt_text for d in ids], query)))
+        q_emb = embed([query])[0]
+        cos = dict(zip(ids, (corpus @ q_emb).tolist()))
         top = [d for d in sorted(ids, key=lambda d: -cos[d])[:depth] if d not in (rel, irr)]
         base = [{"id": d, "text": col.corpus[d].prompt_text, "score": cos[d]} for d in [rel, *top]]
         irr_text = col.corpus[irr].prompt_text
         texts = {"clean": irr_text, **{k: irr_text + "\n" + v for k, v in variants.items()}}
+        irr_cos = dict(zip(texts, (embed(list(texts.values())) @ q_emb).tolist()))
         row: dict[str, Any] = {"query_id": q, "relevant": rel, "irrelevant": irr, "candidates": len(base) + 1}
         for name, text in texts.items():
-            irr_doc = {"id": irr, "text": text, "score": cosines([text], query)[0]}
+            irr_doc = {"id": irr, "text": text, "score": irr_cos[name]}
             for tag, ranker in ((name, rr), *((("defended+" + name, defended),) if name != "clean" else ())):
                 ranked = [r.id for r in ranker.rank(query, [*base, irr_doc])]
                 row[tag] = {"irr_rank": ranked.index(irr) + 1, "rel_rank": ranked.index(rel) + 1}
