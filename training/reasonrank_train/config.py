@@ -238,6 +238,13 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                              "phrasing on a document of either label): extra text must not move the score.", 0.0)
     source_repeat: dict[str, int] = _h("loss: group - repeat the groups of these training sources this many "
                                        "times (e.g. {python-faq: 4}: a small source gets more weight).", {})
+    reasoning_file: str | None = _h("Teacher explanations (jsonl with `explanation`, e.g. "
+                                    "data/teacher/explanations.jsonl) replayed during score learning: each step "
+                                    "also takes the SFT completion loss (explanation + verdict) of reasoning_batch "
+                                    "of them, so reasoning mode keeps writing a parseable verdict "
+                                    "(reasonrank_train.completion_loss).", None)
+    reasoning_weight: float = _h("Weight of the replayed reasoning completion loss (0: off).", 0.0)
+    reasoning_batch: int = _h("Reasoning examples replayed per optimizer step.", 2)
     eval_collection: str | list[str] | None = _h("Dev fold(s) (BEIR folders) for model selection, scored by their "
                                                  "mean nDCG@10; None: keep the last step.", None)
     eval_split: str = _h("qrels split of the dev fold.", "dev")
@@ -248,6 +255,9 @@ class ScoreLearnConfig(ModelFields, LoraFields):
     eval_max_queries: int | None = _h("Dev: evaluate this many queries (seeded sample; None: all).", None)
     eval_steps: int = _h("Dev: evaluate every this many steps (and at the end).", 200)
     eval_batch_size: int = _h("Dev: documents per forward pass.", 16)
+    eval_at_start: bool = _h("Dev: also score the starting model (step 0), which is kept if no step beats it; "
+                             "false: the best *trained* checkpoint is kept (e.g. when a run adds a loss the "
+                             "dev metric does not see, such as reasoning replay).", True)
     patience: int = _h("Stop after this many dev evaluations without improvement (0: never).", 0)
     list_size: int = _h("Documents per candidate list (longer lists are split, shorter kept).", 8)
     lists_per_step: int = _h("Candidate lists per optimizer step.", 1)
@@ -285,6 +295,16 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                 raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
             if getattr(self, name) and self.loss != "group":
                 raise ConfigError(f"{name} augments group losses only; set loss: group or {name}: 0")
+        if self.reasoning_weight < 0:
+            raise ConfigError(f"reasoning_weight must be >= 0, got {self.reasoning_weight}")
+        if self.reasoning_weight and not self.reasoning_file:
+            raise ConfigError("reasoning_weight is set but reasoning_file is not: set reasoning_file: "
+                              "data/teacher/explanations.jsonl (the teacher output) or reasoning_weight: 0")
+        if self.reasoning_file and not Path(self.reasoning_file).is_file():
+            raise ConfigError(f"reasoning_file {self.reasoning_file} is not a file; write it with "
+                              "`reasonrank-train generate` (source: teacher) or unset reasoning_file")
+        if self.reasoning_batch < 1:
+            raise ConfigError(f"reasoning_batch must be >= 1, got {self.reasoning_batch}")
         for name, n in self.source_repeat.items():
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ConfigError(f"source_repeat[{name!r}] must be a positive int (times its groups are used), "

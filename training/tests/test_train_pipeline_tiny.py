@@ -284,3 +284,62 @@ def test_recipe_runs_stages_in_order_and_resumes(sft_direct, qrels_file, tiny_be
     assert list(first) == ["score-learn", "export", "eval"] and all(isinstance(v, float) for v in first.values())
     assert main(["recipe", "--config", str(f), "--log-level", "WARNING"]) == 0
     assert json.loads(capsys.readouterr().out)["wall_seconds"] == {s: "skipped" for s in first}
+
+
+def test_reasoning_replay_keeps_the_reasoning_completion(sft_direct, qrels_file, explained_file, tiny_beir, tmp_path,
+                                                         cfg):
+    """Score learning with reasoning replay fits the teacher's explanation + verdict better than the same run
+    without it; ``eval_at_start: false`` keeps a trained checkpoint (no step 0 in the dev history)."""
+    import torch
+    from reasonrank_train.completion_loss import CompletionReplay
+    from reasonrank_train.score_learn import run_score_learn
+    from transformers import AutoModelForCausalLM
+
+    from reasonrank.evaluation import bm25_search, load_beir, write_trec_run
+
+    run = write_trec_run(bm25_search(load_beir(tiny_beir, "test"), k=5), tmp_path / "bm25.trec")
+    common = {"model": str(sft_direct), "train_file": str(qrels_file), "group_size": 3, "max_steps": 6,
+              "learning_rate": 1e-2, "use_cpu": True, "max_doc_tokens": 64, "clip_labels": True,
+              "label_scale": [0, 1], "seed": 0}
+    plain = run_score_learn(cfg("score-learn", output_dir=str(tmp_path / "plain"), **common))
+    replayed = run_score_learn(cfg("score-learn", output_dir=str(tmp_path / "replay"),
+                                   reasoning_file=str(explained_file), reasoning_weight=2.0, reasoning_batch=4,
+                                   eval_collection=str(tiny_beir), eval_split="test", eval_first_stage=str(run),
+                                   eval_depth=5, eval_steps=3, eval_at_start=False, **common))
+    last = read_meta(replayed)["stages"][-1]
+    assert [h["step"] for h in last["dev_history"]] == [3, 6] and last["best_step"] in (3, 6)
+    assert last["reasoning_replay"]["weight"] == 2.0
+
+    tok = load_tokenizer(str(sft_direct))
+    examples = read_examples(explained_file, labels=[0, 1], clip_labels=True, require_explanations=True)
+    replay = CompletionReplay(tok, examples, labels=[0, 1], max_doc_tokens=64, batch=len(examples), seed=0)
+
+    def nll(path: Path) -> float:
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+        with torch.inference_mode():
+            return float(replay.loss(model, "cpu", autocast=False))
+
+    with_replay, without = nll(replayed), nll(plain)
+    print(f"reasoning completion NLL: replay {with_replay:.3f}, plain {without:.3f}")
+    assert with_replay < without - 0.1
+
+
+def test_reasoning_replay_config_errors_name_the_fix(tiny_model_dir, qrels_file, tmp_path, cfg):
+    from reasonrank_train.config import ConfigError
+
+    base = {"model": str(tiny_model_dir), "train_file": str(qrels_file), "output_dir": str(tmp_path / "x")}
+    with pytest.raises(ConfigError, match="reasoning_file: data/teacher/explanations.jsonl"):
+        cfg("score-learn", reasoning_weight=0.5, **base)
+    with pytest.raises(ConfigError, match="is not a file"):
+        cfg("score-learn", reasoning_file=str(tmp_path / "missing.jsonl"), reasoning_weight=0.5, **base)
+    with pytest.raises(ConfigError, match="reasoning_batch must be >= 1"):
+        cfg("score-learn", reasoning_file=str(qrels_file), reasoning_weight=0.5, reasoning_batch=0, **base)
+
+
+def test_reasoning_replay_needs_explanations(tiny_model_dir, qrels_file):
+    from reasonrank_train.completion_loss import CompletionReplay
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    examples = read_examples(qrels_file, labels=[0, 1], clip_labels=True)
+    with pytest.raises(ValueError, match="point reasoning_file at the teacher output"):
+        CompletionReplay(tok, examples, labels=[0, 1], max_doc_tokens=64, batch=2, seed=0)

@@ -6,6 +6,7 @@ import doctest
 
 import pytest
 import reasonrank_train.augment
+import reasonrank_train.completion_loss
 import reasonrank_train.config
 import reasonrank_train.data
 import reasonrank_train.rewards
@@ -14,7 +15,8 @@ from reasonrank_train.rewards import format_reward, label_reward, length_penalty
 
 
 @pytest.mark.parametrize("module", [reasonrank_train.rewards, reasonrank_train.config, reasonrank_train.data,
-                                    reasonrank_train.score_learn, reasonrank_train.augment], ids=lambda m: m.__name__)
+                                    reasonrank_train.score_learn, reasonrank_train.augment,
+                                    reasonrank_train.completion_loss], ids=lambda m: m.__name__)
 def test_doctests(module):
     res = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0, f"{module.__name__} has no doctests"
