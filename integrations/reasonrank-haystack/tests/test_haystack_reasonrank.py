@@ -206,7 +206,7 @@ def test_given_reranker_settings_are_reported_and_conflicts_rejected(tiny_direct
         with pytest.raises(ValueError, match=f"{next(iter(conflict))}=.* conflicts with the given reranker"):
             ReasoningRanker(reranker=tiny_direct, **conflict)  # its message: tests/test_integration_helpers.py
     for unused in ({"device": ComponentDevice.from_str("cpu")}, {"api_key": Secret.from_token("k")},
-                   {"reranker_kwargs": {"max_doc_tokens": 64}}):
+                   {"batch_size": 4}, {"max_new_tokens": 32}, {"reranker_kwargs": {"max_doc_tokens": 64}}):
         with pytest.raises(ValueError, match=f"{next(iter(unused))} would be ignored: the given reranker is already"):
             ReasoningRanker(reranker=tiny_direct, **unused)
 

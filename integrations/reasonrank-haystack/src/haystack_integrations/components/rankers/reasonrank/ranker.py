@@ -59,8 +59,8 @@ class ReasoningRanker:
         mode: Literal["reasoning", "direct"] | None = None,
         device: ComponentDevice | None = None,
         api_key: Secret | None = None,
-        batch_size: int = 8,
-        max_new_tokens: int = 256,
+        batch_size: int | None = None,
+        max_new_tokens: int | None = None,
         top_k: int = 10,
         score_threshold: float | None = None,
         meta_fields_to_embed: list[str] | None = None,
@@ -82,8 +82,9 @@ class ReasoningRanker:
                 ``reranker``.
             device: Device for local backends; auto-detected when None.
             api_key: API key of a served model (``backend="openai"``), passed to the backend as ``api_key``.
-            batch_size: Documents per engine batch.
-            max_new_tokens: Generation budget for explanation + verdict (reasoning mode).
+            batch_size: Documents per engine batch; None: the reranker's default (8).
+            max_new_tokens: Generation budget for explanation + verdict (reasoning mode); None: the reranker's
+                default (256).
             top_k: The maximum number of Documents to return.
             score_threshold: Keep only Documents with at least this score.
             meta_fields_to_embed: Meta fields shown to the model before the content.
@@ -94,8 +95,8 @@ class ReasoningRanker:
         Raises:
             ValueError: ``top_k`` is not > 0; ``mode`` or ``backend`` is not one of the valid choices (the
                 message lists them); ``model``, ``backend`` or ``mode`` differs from the given ``reranker``'s;
-                ``device``, ``api_key`` or ``reranker_kwargs`` is given with ``reranker`` (they configure a
-                reranker the component builds, so they would be ignored).
+                ``device``, ``api_key``, ``batch_size``, ``max_new_tokens`` or ``reranker_kwargs`` is given with
+                ``reranker`` (they configure a reranker the component builds, so they would be ignored).
         """
         if top_k <= 0:
             raise ValueError(f"top_k must be > 0, but got {top_k}")
@@ -104,8 +105,9 @@ class ReasoningRanker:
         if backend is not None:
             check_backend(backend)
         if isinstance(reranker, ReasoningReranker):
-            unused = [name for name, value in (("device", device), ("api_key", api_key),
-                                               ("reranker_kwargs", reranker_kwargs)) if value]
+            unused = [name for name, value in (("device", device), ("api_key", api_key), ("batch_size", batch_size),
+                                               ("max_new_tokens", max_new_tokens),
+                                               ("reranker_kwargs", reranker_kwargs)) if value not in (None, {})]
             if unused:
                 raise ValueError(f"{', '.join(unused)} would be ignored: the given reranker is already built; "
                                  "configure it on the ReasoningReranker you pass, or drop reranker=")
@@ -134,10 +136,11 @@ class ReasoningRanker:
         options: dict[str, Any] = {
             "backend": self.backend,
             "mode": self.mode,
-            "batch_size": self.batch_size,
-            "max_new_tokens": self.max_new_tokens,
             **self.reranker_kwargs,
         }
+        for name, value in (("batch_size", self.batch_size), ("max_new_tokens", self.max_new_tokens)):
+            if value is not None:
+                options[name] = value
         if self.device is not None:
             options["device"] = self.device.to_torch_str()
         if self.api_key is not None and (key := self.api_key.resolve_value()) is not None:
