@@ -12,6 +12,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from .backends import Backend, LabelRequest, LabelSpec, Prompt, create_backend
@@ -87,8 +88,11 @@ class ReasoningReranker:
                  on_parse_error: OnParseError = "fallback", sanitize_documents: bool = True,
                  fusion_weight: float | None = None, explain_top_k: int | None = None, device: str | None = None,
                  dtype: Any = None, **backend_options: Any) -> None:
-        meta = read_model_meta(model) if isinstance(model, str) and not isinstance(backend, Backend) else {}
-        if meta:
+        if isinstance(backend, Backend):  # a shared engine: the defaults of the model it was built for
+            meta = dict(backend.model_meta)
+        else:
+            meta = read_model_meta(model) if isinstance(model, str) else {}
+        if meta and not isinstance(backend, Backend):
             logger.info("%s/%s: defaults mode=%s label_scale=%s template=%s", model, META_FILE, meta.get("mode"),
                         meta.get("label_scale"), meta.get("template"))
         defaults = model_defaults(meta, mode=mode, label_scale=label_scale, template=template)
@@ -141,6 +145,7 @@ class ReasoningReranker:
             if dtype is not None:
                 opts["dtype"] = dtype
             self.backend = create_backend(backend, model, **opts)
+            self.backend.model_meta = MappingProxyType(dict(meta))
 
     def __repr__(self) -> str:
         return (f"ReasoningReranker(backend={self.backend.describe()!r}, mode={self.mode!r}, labels={self.labels}, "

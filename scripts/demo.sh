@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: BM25 over a bundled sample, then the shipped default model (reasonrank-tiny, offline on CPU)
-# reranks the candidates (direct mode, fused with BM25 as its model card says) and explains each one.
+# reranks the candidates by its own score (direct mode; --fusion-weight 0: the model card's fusion weight is
+# tuned for a dense first stage, see README) and explains each one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "setting up .venv (log: setup.log) ..."
@@ -8,4 +9,4 @@ bash scripts/setup.sh > setup.log 2>&1 || { tail -n 40 setup.log; echo "setup fa
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1
 reasonrank rerank --query "how does BM25 score documents" --docs examples/search-sample.jsonl \
-  --first-stage bm25 --explain --max-new-tokens 64 "$@"
+  --first-stage bm25 --fusion-weight 0 --explain --max-new-tokens 64 "$@"

@@ -33,6 +33,20 @@ def test_api(direct_binary: Path) -> None:
     _is_direct_binary(ReasoningReranker(str(direct_binary)))
 
 
+def test_a_reranker_on_a_shared_backend_keeps_the_models_defaults(direct_binary: Path) -> None:
+    """ReasoningReranker(backend=other.backend) reads the card of the model that backend serves: before, it fell
+    back to the built-in defaults (reasoning, labels 0-2) and scored the shipped model with the wrong prompt."""
+    own = ReasoningReranker(str(direct_binary), device="cpu", fusion_weight=None)
+    shared = ReasoningReranker(backend=own.backend)
+    _is_direct_binary(shared)
+    assert [r.score for r in shared.score(QUERY, TEXTS)] == [r.score for r in own.score(QUERY, TEXTS)]
+    explicit = ReasoningReranker(backend=own.backend, mode="reasoning", label_scale=2)  # explicit still wins
+    assert (explicit.mode, explicit.labels, explicit.template.name) == ("reasoning", (0, 1, 2), "interank")
+    carded = ReasoningReranker(str(direct_binary), device="cpu")
+    carded.backend.model_meta = {**carded.backend.model_meta, "fusion_weight": 0.3}
+    assert ReasoningReranker(backend=carded.backend).fusion_weight == 0.3
+
+
 def test_cli(direct_binary: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     docs = tmp_path / "docs.jsonl"
     docs.write_text("\n".join(json.dumps(t) for t in TEXTS) + "\n")

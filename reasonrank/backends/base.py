@@ -17,6 +17,8 @@ import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 __all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel", "LabelScores", "LabelReply",
            "LabelRequest", "GenerateRequest", "Request"]
@@ -142,6 +144,10 @@ class Backend(ABC):
     """Base class of inference backends; register subclasses with :func:`register_backend`."""
 
     name: str = "base"
+    model_meta: Mapping[str, Any] = MappingProxyType({})
+    """The ``reasonrank.json`` of the model this backend was built for (set by :class:`ReasoningReranker`;
+    empty for a model without one): a reranker built on this backend instance reads its defaults (mode, label
+    scale, template, fusion weight) from here, as one built from the model name does."""
 
     @abstractmethod
     def truncate(self, text: str, max_tokens: int) -> tuple[str, bool]:
