@@ -88,13 +88,13 @@ class ReasoningReranker:
                  on_parse_error: OnParseError = "fallback", sanitize_documents: bool = True,
                  fusion_weight: float | None = None, explain_top_k: int | None = None, device: str | None = None,
                  dtype: Any = None, **backend_options: Any) -> None:
-        if isinstance(backend, Backend):  # a shared engine: the defaults of the model it was built for
+        if isinstance(backend, Backend):  # a ready engine: the defaults of the model it was built for
             meta = dict(backend.model_meta)
         else:
             meta = read_model_meta(model) if isinstance(model, str) else {}
-        if meta and not isinstance(backend, Backend):
-            logger.info("%s/%s: defaults mode=%s label_scale=%s template=%s", model, META_FILE, meta.get("mode"),
-                        meta.get("label_scale"), meta.get("template"))
+            if meta:
+                logger.info("%s/%s: defaults mode=%s label_scale=%s template=%s", model, META_FILE,
+                            meta.get("mode"), meta.get("label_scale"), meta.get("template"))
         defaults = model_defaults(meta, mode=mode, label_scale=label_scale, template=template)
         mode, template = defaults.mode, defaults.template  # type: ignore[assignment]
         if mode not in ("reasoning", "direct"):

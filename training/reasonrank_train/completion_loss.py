@@ -19,7 +19,7 @@ from reasonrank._deps import require
 
 from .data import Example, render_example, target_completion
 
-__all__ = ["CompletionReplay", "completion_batch", "completion_nll"]
+__all__ = ["CompletionReplay", "completion_batch"]
 
 IGNORE = -100
 
@@ -47,24 +47,6 @@ def completion_batch(torch: Any, pairs: Sequence[tuple[Sequence[int], Sequence[i
         labels[r, len(p):len(seq)] = torch.tensor(list(c), dtype=torch.long)
         mask[r, :len(seq)] = 1
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
-
-
-def completion_nll(logits: Any, labels: Any) -> Any:
-    """Mean next-token negative log-likelihood over the positions whose label is not -100.
-
-    ``logits[:, t]`` predicts ``labels[:, t + 1]`` (causal shift), computed in fp32.
-
-    Example:
-        >>> import torch
-        >>> logits = torch.log(torch.tensor([[[0.5, 0.5], [0.9, 0.1]]]))
-        >>> round(float(completion_nll(logits, torch.tensor([[-100, 0]]))), 4)  # -log 0.5
-        0.6931
-    """
-    torch = require("torch", "train")
-    shifted = logits[:, :-1, :].float()
-    target = labels[:, 1:]
-    return torch.nn.functional.cross_entropy(shifted.reshape(-1, shifted.shape[-1]), target.reshape(-1),
-                                             ignore_index=IGNORE)
 
 
 class CompletionReplay:
@@ -98,10 +80,9 @@ class CompletionReplay:
         return out
 
     def loss(self, model: Any, device: str, *, autocast: bool) -> Any:
-        """The completion loss of the next batch (differentiable)."""
+        """The completion loss of the next batch (differentiable): the causal-LM model's own loss on the
+        ``labels`` of :func:`completion_batch` (next-token cross-entropy in fp32, -100 ignored)."""
         torch = require("torch", "train")
         enc = completion_batch(torch, self.next(), self.pad_id, device)
-        labels = enc.pop("labels")
         with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16, enabled=autocast):
-            logits = model(**enc, use_cache=False).logits
-        return completion_nll(logits, labels)
+            return model(**enc, use_cache=False).loss
