@@ -122,8 +122,14 @@ class Planner:
         """The label scale and marker the backend is asked about."""
         return LabelSpec(labels=self.prompts.labels, marker=self.prompts.template.marker)
 
-    def plan(self, queries: Sequence[str], docs: Sequence[DocInput], *, fuse: bool = True) -> Plan:
-        """Plan the judging of ``docs``: one query for all (``[query]``) or one query per document."""
+    def plan(self, queries: Sequence[str], docs: Sequence[DocInput], *, fuse: bool = True,
+             verdicts: Sequence[int] | None = None) -> Plan:
+        """Plan the judging of ``docs``: one query for all (``[query]``) or one query per document.
+        ``verdicts`` (reasoning mode): one known label per document, to be explained rather than judged (the
+        template's ``verdict_note``; ``explain_top_k`` passes the direct-mode labels)."""
+        if verdicts is not None and (self.mode != "reasoning" or len(verdicts) != len(docs)):
+            raise ValueError("verdicts need mode='reasoning' and one verdict per document, got "
+                             f"mode={self.mode!r} and {len(verdicts)} verdicts for {len(docs)} documents")
         for q in dict.fromkeys(queries):
             validate_input(q, [])
         documents = validate_input(queries[0], docs)
@@ -145,11 +151,12 @@ class Planner:
         if n_trunc:
             logger.info("%d of %d documents truncated to %d tokens", n_trunc, len(documents),
                         self.prompts.max_doc_tokens)
-        prompts = [self.prompts.prompt(q, text) for q, (text, _) in zip(per_doc, cut)]
+        given: Sequence[int | None] = [None] * len(documents) if verdicts is None else verdicts
+        prompts = [self.prompts.prompt(q, text, verdict=v) for q, (text, _), v in zip(per_doc, cut, given)]
         if self.mode == "direct":
             rows, errors, gens = yield from self._plan_direct(prompts)
         else:
-            rows, errors, gens = yield from self._plan_reasoning(per_doc, [t for t, _ in cut], prompts)
+            rows, errors, gens = yield from self._plan_reasoning(per_doc, [t for t, _ in cut], prompts, given)
         if errors:
             self.stats.errors += len(errors)
             logger.warning("%d of %d documents could not be scored; reported with error set, score 0, ranked "
@@ -196,7 +203,8 @@ class Planner:
             rows.append(self._failed_row() if dist is None else (dist, None, None, True))
         return rows, errors, []
 
-    def _plan_reasoning(self, queries: list[str], doc_texts: list[str], prompts: list[Prompt]) -> _Planned:
+    def _plan_reasoning(self, queries: list[str], doc_texts: list[str], prompts: list[Prompt],
+                        verdicts: Sequence[int | None]) -> _Planned:
         """Generate; read the label where the model wrote it, else force the verdict: the backend's own
         (``Generation.forced_logprobs``) when it computed one while generating, else in a second pass."""
         labels, prefix, spec = self.prompts.labels, self.prompts.template.assistant_prefix, self.spec
@@ -222,7 +230,8 @@ class Planner:
                 continue
             head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + spec.marker
             forced.append(i)
-            forced_prompts.append(self.prompts.prompt(queries[i], doc_texts[i], assistant_prefix=head))
+            forced_prompts.append(self.prompts.prompt(queries[i], doc_texts[i], assistant_prefix=head,
+                                                      verdict=verdicts[i]))
         forced_lps = _label_scores((yield LabelRequest(forced_prompts)), len(forced)) if forced_prompts else []
         by_doc = {**own, **dict(zip(forced, forced_lps))}
         errors.update({i: lp.error for i, lp in by_doc.items() if lp.error is not None})

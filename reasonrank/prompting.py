@@ -80,13 +80,20 @@ class PromptBuilder:
         (:func:`reasonrank.safety.break_controls`), so a query cannot fake a turn either."""
         return break_controls(query, controls=ops.control_strings()) if self.sanitize else query
 
-    def prompt(self, query: str, doc_text: str, *, assistant_prefix: str | None = None) -> Prompt:
-        """The prompt of a query and an already prepared document text (see :meth:`document_texts`)."""
-        msgs = self.template.messages(query=query, document=doc_text, labels=self.labels)
+    def prompt(self, query: str, doc_text: str, *, assistant_prefix: str | None = None,
+               verdict: int | None = None) -> Prompt:
+        """The prompt of a query and an already prepared document text (see :meth:`document_texts`); with
+        ``verdict``, the prompt that asks to explain that label (the template's ``verdict_note``)."""
+        msgs = self.template.messages(query=query, document=doc_text, labels=self.labels, verdict=verdict)
         prefix = self.template.assistant_prefix if assistant_prefix is None else assistant_prefix
         return Prompt(messages=tuple(msgs), assistant_prefix=prefix)
 
-    def build(self, query: str, docs: Sequence[Document], ops: TextOps) -> list[tuple[Prompt, bool]]:
-        """Prompts of one query's documents, each with its was-truncated flag."""
+    def build(self, query: str, docs: Sequence[Document], ops: TextOps,
+              verdicts: Sequence[int] | None = None) -> list[tuple[Prompt, bool]]:
+        """Prompts of one query's documents, each with its was-truncated flag; ``verdicts``: one label per
+        document to be explained (see :meth:`prompt`)."""
         q = self.query_text(query, ops)
-        return [(self.prompt(q, text), cut) for text, cut in self.document_texts(docs, ops)]
+        given: Sequence[int | None] = [None] * len(docs) if verdicts is None else verdicts
+        if len(given) != len(docs):
+            raise ValueError(f"{len(given)} verdicts for {len(docs)} documents; give one verdict per document")
+        return [(self.prompt(q, text, verdict=v), cut) for (text, cut), v in zip(self.document_texts(docs, ops), given)]

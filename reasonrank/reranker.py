@@ -68,7 +68,9 @@ class ReasoningReranker:
             rank by the model score alone.
         explain_top_k: Explain only what the user sees (direct mode): :meth:`rank` scores every candidate with
             the direct prompt, then has the model explain its final top ``explain_top_k`` results with the
-            reasoning prompt (one generation each), in ``RerankResult.explanation``; ranks, scores and labels
+            reasoning prompt (one generation each), in ``RerankResult.explanation``. The reasoning prompt
+            states each result's direct-mode label and asks why it deserves it (the template's
+            ``verdict_note``), so the explanation argues the label shown next to it; ranks, scores and labels
             stay the direct pass's (the explanation's own verdict is in ``raw_output``). ``None`` (default):
             no explanations in direct mode. Reasoning mode explains every document anyway.
         device: Device for local backends (auto-detected when None).
@@ -169,7 +171,7 @@ class ReasoningReranker:
         shown = self._to_explain(ranked)
         if not shown:
             return ranked
-        return self._explained(ranked, shown, self.explainer.score(query, [docs[r.index] for r in shown]))
+        return self._explained(ranked, shown, self.explainer._drive(self._explain_plan(query, docs, shown)))
 
     async def ascore(self, query: str, docs: Sequence[DocInput]) -> list[RerankResult]:
         """Async :meth:`score` (native async for backends that have it, e.g. openai)."""
@@ -182,7 +184,7 @@ class ReasoningReranker:
         shown = self._to_explain(ranked)
         if not shown:
             return ranked
-        return self._explained(ranked, shown, await self.explainer.ascore(query, [docs[r.index] for r in shown]))
+        return self._explained(ranked, shown, await self.explainer._adrive(self._explain_plan(query, docs, shown)))
 
     @property
     def explainer(self) -> ReasoningReranker:
@@ -194,10 +196,13 @@ class ReasoningReranker:
                 sanitize_documents=self.sanitize_documents, fusion_weight=0)
         return self._explainer
 
-    def score_pairs(self, pairs: Sequence[tuple[str, DocInput]]) -> list[RerankResult]:
+    def score_pairs(self, pairs: Sequence[tuple[str, DocInput]], *,
+                    verdicts: Sequence[int] | None = None) -> list[RerankResult]:
         """Judge (query, document) pairs of *different* queries in shared engine batches; results in input
         order. For labelling data (a teacher judging many queries), not for ranking: scores of different
         queries are not ranked against each other. Fusion (``fusion_weight``) is not applied here.
+        ``verdicts`` (reasoning mode): one known label per pair, to be explained (the template's
+        ``verdict_note``), as ``explain_top_k`` explains direct-mode labels.
 
         Raises:
             ValueError / TypeError: as :meth:`score`, for any pair (the message names its index).
@@ -206,7 +211,13 @@ class ReasoningReranker:
             raise TypeError("pairs must be a sequence of (query, document) tuples")
         if not pairs:
             return []
-        return self._drive(self._planner().plan([q for q, _ in pairs], [d for _, d in pairs], fuse=False))
+        return self._drive(self._planner().plan([q for q, _ in pairs], [d for _, d in pairs], fuse=False,
+                                                verdicts=verdicts))
+
+    def explain_verdicts(self, shown: Sequence[RerankResult]) -> list[int] | None:
+        """The labels ``explain_top_k`` asks the explainer to explain (those of ``shown``), or None when the
+        explainer's template has no ``verdict_note`` (then it judges afresh)."""
+        return [r.label for r in shown] if self.explainer.template.verdict_note else None
 
     def close(self) -> None:
         self.backend.close()
@@ -222,6 +233,12 @@ class ReasoningReranker:
     def _check_top_k(top_k: int | None) -> None:
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
             raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
+
+    def _explain_plan(self, query: str, docs: Sequence[DocInput], shown: list[RerankResult]) -> Plan:
+        """The explainer's plan for the ``shown`` results, each given its direct-mode label to explain
+        (:meth:`explain_verdicts`)."""
+        return self.explainer._planner().plan([query], [docs[r.index] for r in shown],
+                                              verdicts=self.explain_verdicts(shown))
 
     def _to_explain(self, ranked: list[RerankResult]) -> list[RerankResult]:
         if not self.explain_top_k:

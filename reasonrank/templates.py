@@ -64,6 +64,9 @@ class PromptTemplate:
         assistant_prefix: Text the assistant turn is started with. For ``direct`` it must end with the
             label marker so the next token is the label.
         marker: The label marker the model writes before the label, e.g. ``"Relevance:"``.
+        verdict_note: Reasoning templates only: a sentence added to the user message when the verdict is
+            already known and only its explanation is wanted (``explain_top_k`` explains the direct-mode
+            label); must contain ``{verdict}``. Empty: the template cannot be given a verdict.
 
     Example:
         >>> t = PromptTemplate(name="t", mode="direct", system="", user="Q: {query} D: {document}",
@@ -83,6 +86,7 @@ class PromptTemplate:
     assistant_prefix: str = ""
     marker: str = "Relevance:"
     description: str = field(default="", compare=False)
+    verdict_note: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in ("reasoning", "direct"):
@@ -98,6 +102,17 @@ class PromptTemplate:
             if part == "system" and ({"query", "document"} & set(names)):
                 raise TemplateError(f"template {self.name!r}: put {{query}} and {{document}} in the user message, "
                                     "not the system message")
+        if self.verdict_note:
+            names = _placeholders(self.verdict_note)
+            unknown = sorted((set(names) - ALLOWED_PLACEHOLDERS - {"verdict"}) | ({"query", "document"} & set(names)))
+            if unknown:
+                raise TemplateError(f"template {self.name!r}: verdict_note may use {{verdict}}, {{marker}}, "
+                                    f"{{labels}}, {{label_guide}} and {{max_label}}, not {{{unknown[0]}}}")
+            if "verdict" not in names:
+                raise TemplateError(f"template {self.name!r}: verdict_note must contain {{verdict}}")
+            if self.mode != "reasoning":
+                raise TemplateError(f"template {self.name!r}: only a reasoning template explains a given verdict; "
+                                    "drop verdict_note or use mode: reasoning")
         user_names = _placeholders(self.user)
         for req in REQUIRED_USER_PLACEHOLDERS:
             if req not in user_names:
@@ -118,22 +133,33 @@ class PromptTemplate:
     def render_system(self, *, labels: Sequence[int]) -> str:
         return self.system.format(**self._fields(labels))
 
-    def render_user(self, *, query: str, document: str, labels: Sequence[int]) -> str:
-        return self.user.format(query=query, document=document, **self._fields(labels))
+    def render_user(self, *, query: str, document: str, labels: Sequence[int], verdict: int | None = None) -> str:
+        """The user message; with ``verdict``, followed by the :attr:`verdict_note` that asks to explain it."""
+        user = self.user.format(query=query, document=document, **self._fields(labels))
+        if verdict is None:
+            return user
+        if not self.verdict_note:
+            raise TemplateError(f"template {self.name!r} has no verdict_note, so it cannot explain a given verdict; "
+                                "add one (a sentence with {verdict}) or explain without a verdict")
+        if verdict not in labels:
+            raise ValueError(f"verdict {verdict!r} is not on the label scale {tuple(labels)}")
+        return f"{user}\n\n{self.verdict_note.format(verdict=verdict, **self._fields(labels))}"
 
-    def messages(self, *, query: str, document: str, labels: Sequence[int]) -> list[dict[str, str]]:
-        """Chat messages (system if non-empty, then user)."""
+    def messages(self, *, query: str, document: str, labels: Sequence[int],
+                 verdict: int | None = None) -> list[dict[str, str]]:
+        """Chat messages (system if non-empty, then user; see :meth:`render_user` for ``verdict``)."""
         msgs = []
         system = self.render_system(labels=labels)
         if system:
             msgs.append({"role": "system", "content": system})
-        msgs.append({"role": "user", "content": self.render_user(query=query, document=document, labels=labels)})
+        msgs.append({"role": "user", "content": self.render_user(query=query, document=document, labels=labels,
+                                                                 verdict=verdict)})
         return msgs
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> PromptTemplate:
         """Build from a dict (e.g. parsed YAML); unknown keys are an error."""
-        known = {"name", "mode", "system", "user", "assistant_prefix", "marker", "description"}
+        known = {"name", "mode", "system", "user", "assistant_prefix", "marker", "description", "verdict_note"}
         extra = sorted(set(data) - known)
         if extra:
             raise TemplateError(f"unknown template field(s) {extra}; allowed: {sorted(known)}")
@@ -170,6 +196,8 @@ REASONING_TEMPLATE = PromptTemplate(
           "query. Then give the relevance label on its own line as '{marker} X', where X is {labels} "
           "({label_guide})."),
     assistant_prefix="Explanation:",
+    verdict_note="The relevance label of this document is {verdict}. Explain why it deserves that label, then "
+                 "give it on its own line as '{marker} {verdict}'.",
 )
 
 DIRECT_TEMPLATE = PromptTemplate(

@@ -268,14 +268,15 @@ def test_trained_model_metadata_sets_defaults(tiny_model_dir: Path, tmp_path: Pa
 
 def test_explain_top_k_explains_only_the_shown_results(direct: ReasoningReranker) -> None:
     """Direct ranking of every candidate, then one reasoning generation per result in the top N only: ranks,
-    scores and labels are the direct pass's; the explanations are the reasoning reranker's own."""
+    scores and labels are the direct pass's; the explanations are the reasoning reranker's own, asked to explain
+    the direct labels."""
     explaining = ReasoningReranker(backend=direct.backend, mode="direct", explain_top_k=2, max_new_tokens=12)
     reasoning = ReasoningReranker(backend=direct.backend, mode="reasoning", max_new_tokens=12)
     plain = direct.rank(QUERY, DOCS)
     got = explaining.rank(QUERY, DOCS)
     assert [(r.index, r.score, r.label) for r in got] == [(r.index, r.score, r.label) for r in plain]
     assert all(r.raw_output is not None for r in got[:2]) and all(r.explanation is None for r in got[2:])
-    judged = reasoning.score(QUERY, [DOCS[r.index] for r in got[:2]])
+    judged = reasoning.score_pairs([(QUERY, DOCS[r.index]) for r in got[:2]], verdicts=[r.label for r in got[:2]])
     assert [r.raw_output for r in got[:2]] == [j.raw_output for j in judged]
     assert [r.explanation for r in got[:2]] == [j.explanation for j in judged]
     top1 = asyncio.run(explaining.arank(QUERY, DOCS, top_k=1))
@@ -291,3 +292,24 @@ def test_explain_top_k_explains_only_the_shown_results(direct: ReasoningReranker
 def test_explain_top_k_rejects_bad_values(direct: ReasoningReranker, kwargs: dict, fix: str) -> None:
     with pytest.raises(ValueError, match=fix):
         ReasoningReranker(backend=direct.backend, **kwargs)
+
+
+def test_explain_top_k_asks_to_explain_the_direct_label() -> None:
+    """The explainer is told each shown result's direct-mode label (the verdict_note) and asked why; the
+    serving path (score_pairs with verdicts) sends the same prompts."""
+    from reasonrank.testing import ScriptedBackend
+
+    backend = ScriptedBackend(" It defines BM25.\nRelevance: 1", {0: math.log(0.3), 1: math.log(0.7)},
+                              label_logprobs={0: math.log(0.2), 1: math.log(0.8)})
+    rr = ReasoningReranker(backend=backend, mode="direct", label_scale=(0, 1), explain_top_k=1)
+    top, rest = rr.rank("what is bm25", ["BM25 is a ranking function", "cats"])
+    [prompt] = backend.generate_prompts
+    assert prompt.messages[-1]["content"].endswith("The relevance label of this document is 1. Explain why it "
+                                                   "deserves that label, then give it on its own line as "
+                                                   "'Relevance: 1'.")
+    assert prompt.assistant_prefix == rr.explainer.template.assistant_prefix
+    assert (top.label, top.explanation, rest.explanation) == (1, "It defines BM25.", None)
+    [again] = rr.explainer.score_pairs([("what is bm25", "BM25 is a ranking function")], verdicts=[top.label])
+    assert backend.generate_prompts[-1] == prompt and again.explanation == top.explanation
+    with pytest.raises(ValueError, match="verdicts need mode='reasoning' and one verdict per document"):
+        rr.score_pairs([("what is bm25", "cats")], verdicts=[1])

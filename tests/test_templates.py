@@ -78,3 +78,29 @@ def test_get_template_resolution_errors() -> None:
 
 def test_label_guide_other_scales() -> None:
     assert label_guide(range(5)).startswith("0 = not relevant ... 4 = perfectly relevant")
+
+
+def test_verdict_note_asks_to_explain_a_given_label() -> None:
+    """explain_top_k's prompt: the reasoning prompt, then the template's verdict_note with the direct label."""
+    plain = REASONING_TEMPLATE.render_user(query="q", document="d", labels=(0, 1))
+    given = REASONING_TEMPLATE.render_user(query="q", document="d", labels=(0, 1), verdict=1)
+    assert given == plain + "\n\nThe relevance label of this document is 1. Explain why it deserves that label, " \
+                            "then give it on its own line as 'Relevance: 1'."
+    assert REASONING_TEMPLATE.messages(query="q", document="d", labels=(0, 1), verdict=0)[-1]["content"].endswith(
+        "is 0. Explain why it deserves that label, then give it on its own line as 'Relevance: 0'.")
+    with pytest.raises(ValueError, match=r"verdict 2 is not on the label scale \(0, 1\)"):
+        REASONING_TEMPLATE.render_user(query="q", document="d", labels=(0, 1), verdict=2)
+    with pytest.raises(TemplateError, match="has no verdict_note"):
+        DIRECT_TEMPLATE.render_user(query="q", document="d", labels=(0, 1), verdict=1)
+
+
+@pytest.mark.parametrize("fields, fix", [
+    ({"mode": "reasoning", "verdict_note": "Explain the label."}, "verdict_note must contain {verdict}"),
+    ({"mode": "reasoning", "verdict_note": "Label {verdict} for {document}."}, "not {document}"),
+    ({"mode": "reasoning", "verdict_note": "Label {verdict}, {score}."}, "not {score}"),
+    ({"mode": "direct", "assistant_prefix": "Relevance:", "verdict_note": "Label {verdict}."},
+     "only a reasoning template"),
+])
+def test_bad_verdict_note_fails_at_load(fields: dict, fix: str) -> None:
+    with pytest.raises(TemplateError, match=fix):
+        PromptTemplate.from_mapping({"name": "t", "user": "{query} {document}", **fields})

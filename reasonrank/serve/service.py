@@ -29,9 +29,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class _Explain:
-    """A document to explain (reasoning prompt), not to score: tags a batcher pair."""
+    """A document to explain (reasoning prompt), not to score: tags a batcher pair; ``verdict``: the
+    direct-mode label the explanation argues (None: judged afresh)."""
 
     doc: Any
+    verdict: int | None = None
 
 
 def ranked(results: Sequence[RerankResult], top_n: int | None = None) -> list[RerankResult]:
@@ -92,9 +94,12 @@ class RerankService:
             return self.reranker.score_pairs(pairs)
         out: list[Any] = [None] * len(pairs)
         plain = [i for i in range(len(pairs)) if i not in set(todo)]
-        for idx, rr in ((plain, self.reranker), (todo, self.reranker.explainer)):
+        verdicts = [pairs[i][1].verdict for i in todo]
+        for idx, rr, given in ((plain, self.reranker, None),
+                               (todo, self.reranker.explainer, None if None in verdicts else verdicts)):
             if idx:
-                got = rr.score_pairs([(pairs[i][0], getattr(pairs[i][1], "doc", pairs[i][1])) for i in idx])
+                got = rr.score_pairs([(pairs[i][0], getattr(pairs[i][1], "doc", pairs[i][1])) for i in idx],
+                                     verdicts=given)
                 for i, r in zip(idx, got):
                     out[i] = r
         return out
@@ -113,7 +118,9 @@ class RerankService:
         shown = [r for r in ranked(results, n) if r.error is None]
         if not shown:
             return results
-        judged = await self._run([(query, _Explain(documents[r.index])) for r in shown], receive, len(shown))
+        verdicts = self.reranker.explain_verdicts(shown) or [None] * len(shown)
+        judged = await self._run([(query, _Explain(documents[r.index], v)) for r, v in zip(shown, verdicts)],
+                                 receive, len(shown))
         return self.reranker._explained(results, shown, judged)  # the core's own merge (ReasoningReranker.rank)
 
     def begin_drain(self) -> None:

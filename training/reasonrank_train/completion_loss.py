@@ -7,6 +7,11 @@ no longer parses). With ``reasoning_file`` set, each score-learning step also ta
 language-model loss (the ``sft`` stage's loss: teacher explanation + ``"\\nRelevance: <label>"``) of
 ``reasoning_batch`` teacher examples, weighted by ``reasoning_weight`` - the prompts come from the one
 prompt builder the reranker and the SFT stage use (:func:`reasonrank_train.data.render_example`).
+
+A share ``reasoning_verdict_share`` of the replayed examples is given its label in the prompt (the template's
+``verdict_note``), as ``explain_top_k`` gives the direct-mode label at serving time: the model learns to
+explain a verdict it did not write (round 5, never shown a verdict, opened its explanation of the BM25
+definition with "does not answer" although its direct label was 1).
 """
 
 from __future__ import annotations
@@ -53,30 +58,42 @@ class CompletionReplay:
     """Reasoning-mode SFT examples served ``batch`` at a time (seeded shuffles, every example once per pass)."""
 
     def __init__(self, tok: Any, examples: Sequence[Example], *, labels: Sequence[int], max_doc_tokens: int,
-                 batch: int, seed: int) -> None:
+                 batch: int, seed: int, verdict_share: float = 0.0) -> None:
         if batch < 1:
             raise ValueError(f"reasoning_batch must be >= 1, got {batch}")
+        if not 0.0 <= verdict_share <= 1.0:
+            raise ValueError(f"reasoning_verdict_share must be in [0, 1], got {verdict_share}")
         missing = [f"{ex.qid}/{ex.docid}" for ex in examples if not ex.explanation]
         if missing or not examples:
             raise ValueError(f"reasoning replay needs teacher explanations; {len(missing)} of {len(examples)} "
                              f"examples have none (e.g. {missing[:2]}): point reasoning_file at the teacher "
                              "output (data/teacher/explanations.jsonl) or set reasoning_weight: 0")
-        self.pairs = [(tok(render_example(tok, ex, mode="reasoning", labels=labels, max_doc_tokens=max_doc_tokens),
-                           add_special_tokens=False)["input_ids"],
-                       tok(target_completion(ex, mode="reasoning"), add_special_tokens=False)["input_ids"])
-                      for ex in examples]
+        def ids(text: str) -> list[int]:
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+
+        def prompt(ex: Example, with_verdict: bool) -> list[int]:
+            return ids(render_example(tok, ex, mode="reasoning", labels=labels, max_doc_tokens=max_doc_tokens,
+                                      with_verdict=with_verdict))
+
+        self.pairs = [(prompt(ex, False), ids(target_completion(ex, mode="reasoning"))) for ex in examples]
+        self.verdict_prompts = [prompt(ex, True) for ex in examples] if verdict_share else []
+        self.verdict_share = verdict_share
         self.batch, self.rng = batch, random.Random(seed)
         self.order: list[int] = []
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
 
     def next(self) -> list[tuple[list[int], list[int]]]:
-        """The next ``batch`` (prompt ids, completion ids) pairs."""
+        """The next ``batch`` (prompt ids, completion ids) pairs; each given its verdict in the prompt with
+        probability ``verdict_share``."""
         out = []
         for _ in range(self.batch):
             if not self.order:
                 self.order = list(range(len(self.pairs)))
                 self.rng.shuffle(self.order)
-            out.append(self.pairs[self.order.pop()])
+            i = self.order.pop()
+            plain, completion = self.pairs[i]
+            given = self.verdict_share and self.rng.random() < self.verdict_share
+            out.append((self.verdict_prompts[i] if given else plain, completion))
         return out
 
     def loss(self, model: Any, device: str, *, autocast: bool) -> Any:

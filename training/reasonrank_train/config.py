@@ -245,6 +245,8 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                                     "(reasonrank_train.completion_loss).", None)
     reasoning_weight: float = _h("Weight of the replayed reasoning completion loss (0: off).", 0.0)
     reasoning_batch: int = _h("Reasoning examples replayed per optimizer step.", 2)
+    reasoning_verdict_share: float = _h("Share of replayed examples given their label in the prompt (the "
+                                        "template's verdict_note), as explain_top_k gives the direct label.", 0.0)
     eval_collection: str | list[str] | None = _h("Dev fold(s) (BEIR folders) for model selection, scored by their "
                                                  "mean nDCG@10; None: keep the last step.", None)
     eval_split: str = _h("qrels split of the dev fold.", "dev")
@@ -305,6 +307,9 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                               "`reasonrank-train generate` (source: teacher) or unset reasoning_file")
         if self.reasoning_batch < 1:
             raise ConfigError(f"reasoning_batch must be >= 1, got {self.reasoning_batch}")
+        if not 0.0 <= self.reasoning_verdict_share <= 1.0:
+            raise ConfigError(f"reasoning_verdict_share must be in [0, 1] (a share of the replayed examples), got "
+                              f"{self.reasoning_verdict_share}")
         for name, n in self.source_repeat.items():
             if not isinstance(n, int) or isinstance(n, bool) or n < 1:
                 raise ConfigError(f"source_repeat[{name!r}] must be a positive int (times its groups are used), "

@@ -136,13 +136,15 @@ def read_examples(path: str | Path, *, labels: Sequence[int], clip_labels: bool 
 
 
 def render_example(tokenizer: Any, ex: Example, *, mode: str, labels: Sequence[int], max_doc_tokens: int,
-                   sanitize: bool = True) -> str:
+                   sanitize: bool = True, with_verdict: bool = False) -> str:
     """The exact prompt text the reranker sends for this pair (chat template + assistant prefix), built by
     :class:`reasonrank.prompting.PromptBuilder` like the reranker's (``sanitize`` as the reranker's
-    ``sanitize_documents``, on by default in both)."""
+    ``sanitize_documents``, on by default in both). ``with_verdict``: the prompt that asks to explain the
+    example's label, as ``explain_top_k`` asks for the direct-mode label."""
     builder = PromptBuilder(template=get_template(None, mode),  # type: ignore[arg-type]
                             labels=tuple(labels), max_doc_tokens=max_doc_tokens, sanitize=sanitize)
-    ((prompt, _),) = builder.build(ex.query, [ex.document], TokenizerTextOps(tokenizer))
+    ((prompt, _),) = builder.build(ex.query, [ex.document], TokenizerTextOps(tokenizer),
+                                   verdicts=[ex.label] if with_verdict else None)
     return render_prompt(tokenizer, prompt)
 
 

@@ -330,9 +330,11 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
         replay = CompletionReplay(tok, read_examples(cfg.reasoning_file, labels=cfg.label_scale,
                                                      clip_labels=cfg.clip_labels, require_explanations=True),
                                   labels=cfg.label_scale, max_doc_tokens=cfg.max_doc_tokens,
-                                  batch=cfg.reasoning_batch, seed=cfg.seed)
-        logger.info("score-learn: replaying %d reasoning examples from %s, %d per step, weight %.2f",
-                    len(replay.pairs), cfg.reasoning_file, cfg.reasoning_batch, cfg.reasoning_weight)
+                                  batch=cfg.reasoning_batch, seed=cfg.seed,
+                                  verdict_share=cfg.reasoning_verdict_share)
+        logger.info("score-learn: replaying %d reasoning examples from %s, %d per step, weight %.2f, %.0f%% given "
+                    "their verdict", len(replay.pairs), cfg.reasoning_file, cfg.reasoning_batch,
+                    cfg.reasoning_weight, 100 * cfg.reasoning_verdict_share)
     dev = _DevEval(cfg, tok) if cfg.eval_folds()[0] else None
     out = Path(cfg.output_dir or "")
 
@@ -415,6 +417,7 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
     extra: dict[str, Any] = {"steps": len(losses), "final_loss": losses[-1], "seconds": round(time.time() - started, 1)}
     if replay_losses:
         extra["reasoning_replay"] = {"file": cfg.reasoning_file, "weight": cfg.reasoning_weight,
+                                     "verdict_share": cfg.reasoning_verdict_share,
                                      "final_loss": round(replay_losses[-1], 4)}
     if dev is not None:
         extra.update({"best_step": best[1], "best_dev_ndcg@10": round(best[0], 4), "dev_history": history})

@@ -334,6 +334,8 @@ def test_reasoning_replay_config_errors_name_the_fix(tiny_model_dir, qrels_file,
         cfg("score-learn", reasoning_file=str(tmp_path / "missing.jsonl"), reasoning_weight=0.5, **base)
     with pytest.raises(ConfigError, match="reasoning_batch must be >= 1"):
         cfg("score-learn", reasoning_file=str(qrels_file), reasoning_weight=0.5, reasoning_batch=0, **base)
+    with pytest.raises(ConfigError, match=r"reasoning_verdict_share must be in \[0, 1\]"):
+        cfg("score-learn", reasoning_file=str(qrels_file), reasoning_weight=0.5, reasoning_verdict_share=2, **base)
 
 
 def test_reasoning_replay_needs_explanations(tiny_model_dir, qrels_file):
@@ -343,3 +345,29 @@ def test_reasoning_replay_needs_explanations(tiny_model_dir, qrels_file):
     examples = read_examples(qrels_file, labels=[0, 1], clip_labels=True)
     with pytest.raises(ValueError, match="point reasoning_file at the teacher output"):
         CompletionReplay(tok, examples, labels=[0, 1], max_doc_tokens=64, batch=2, seed=0)
+
+
+def test_reasoning_replay_gives_a_share_of_examples_their_verdict(tiny_model_dir, explained_file):
+    """reasoning_verdict_share: that share of replayed prompts carries the example's label (the verdict_note
+    explain_top_k sends), the completion is the same teacher explanation + verdict either way."""
+    from reasonrank_train.completion_loss import CompletionReplay
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    examples = read_examples(explained_file, labels=[0, 1], clip_labels=True, require_explanations=True)
+    n = len(examples)
+
+    def prompts(share: float) -> list[tuple[str, list[int]]]:
+        replay = CompletionReplay(tok, examples, labels=[0, 1], max_doc_tokens=64, batch=4 * n, seed=0,
+                                  verdict_share=share)
+        return [(tok.decode(p), c) for p, c in replay.next()]
+
+    note = "The relevance label of this document is "
+    none, every, half = prompts(0.0), prompts(1.0), prompts(0.5)
+    assert not any(note in p for p, _ in none)
+    assert all(note in p for p, _ in every)
+    assert 0 < sum(note in p for p, _ in half) < len(half)
+    assert sorted(c for _, c in none) == sorted(c for _, c in every)  # the same completions
+    for p, c in every:  # the label in the prompt is the one the completion ends with
+        assert p.split(note)[1][0] == tok.decode(c).strip()[-1]
+    with pytest.raises(ValueError, match=r"reasoning_verdict_share must be in \[0, 1\]"):
+        CompletionReplay(tok, examples, labels=[0, 1], max_doc_tokens=64, batch=2, seed=0, verdict_share=1.5)
