@@ -144,10 +144,11 @@ def test_generation_locates_the_label_token(direct: ReasoningReranker) -> None:
     flat = [(lab, t) for lab, ts in cands.items() for t in ts]
     steps = [[-float(k + 1)] * len(flat) for k in range(len(ids))]  # step k: every candidate at -(k+1)
     digit_step = max(k for k, t in enumerate(ids) if be.tokenizer.decode([t]).strip() == "2")
-    gen = be._finish(ids, steps, flat, direct_locate := (lambda s: s.rindex("2")))
+    label_ids = {t for _, t in flat}
+    gen = be._finish(ids, steps, flat, label_ids, direct_locate := (lambda s: s.rindex("2")))
     assert gen.text == text and gen.num_tokens == len(ids)
     assert gen.label_logprobs[0] == pytest.approx(-(digit_step + 1) + math.log(len(cands[0])))
-    assert be._finish(ids, steps, flat, lambda s: None).label_logprobs is None
+    assert be._finish(ids, steps, flat, label_ids, lambda s: None).label_logprobs is None
     assert direct_locate(text) == len(text) - 1
 
 

@@ -353,6 +353,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         torch, tf = self.torch, self.transformers
         flat = self.label_candidates(spec)
         index = torch.tensor([tid for _, tid in flat], device=self.device)
+        label_ids = {tid for _, tid in flat}
         seqs = self.generation_inputs(prompts, max_new_tokens)
         out: list[Generation | None] = [None] * len(seqs)
         batches = length_sorted_batches([len(s) + max_new_tokens for s in seqs], self.batch_size,
@@ -375,7 +376,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
                 seq = getattr(res, "sequences", res)
                 steps = torch.stack(rec.steps, dim=1).cpu().tolist() if rec.steps else [[] for _ in batch]
                 ids = [until_stop(seq[row, width:].tolist(), self.end_ids) for row in range(len(batch))]
-                gens = [self._finish(ids[row], steps[row], flat, locate) for row in range(len(batch))]
+                gens = [self._finish(ids[row], steps[row], flat, label_ids, locate) for row in range(len(batch))]
                 todo = [row for row, g in enumerate(gens) if locate(g.text) is None]
                 if todo and seq.shape[0] == len(batch):
                     forced = self._forced_logprobs(
@@ -438,9 +439,9 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         values = lp.index_select(-1, index).cpu().tolist()
         return {row: per_label_logprobs(flat, v) for (row, _, _), v in zip(plans, values)}
 
-    def _finish(self, ids: list[int], steps: list[list[float]], flat: list[tuple[int, int]],
+    def _finish(self, ids: list[int], steps: list[list[float]], flat: list[tuple[int, int]], label_ids: set[int],
                 locate: LocateLabel) -> Generation:
-        """The generation of ``ids``; ``steps[k]`` holds the candidates' log-probabilities (``flat`` order)
-        at generated token ``k``."""
-        return finish_generation(self.tokenizer, ids, locate, {tid for _, tid in flat}, steps,
+        """The generation of ``ids``; ``steps[k]`` holds the candidates' log-probabilities (``flat`` order,
+        token ids ``label_ids``) at generated token ``k``."""
+        return finish_generation(self.tokenizer, ids, locate, label_ids, steps,
                                  functools.partial(per_label_logprobs, flat))
