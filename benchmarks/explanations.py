@@ -17,6 +17,9 @@ then the reasoning prompt with that label in its ``verdict_note``, asking why). 
   hallucination proxy: "Okapi, a small mammal" for the BM25 page has two words from neither);
 - parse rate and mean length.
 
+For ``explain`` the template's ``verdict_lead`` ("The document is relevant to the query because it") is left
+out of what is measured: the stance and grounding are those of the words the model wrote after it.
+
 The ``teacher`` row applies the same rules to the teacher's explanations the students were distilled from
 (``--teacher``), which calibrates the lexical stance rule: its polarity there is the rule's ceiling.
 
@@ -37,6 +40,7 @@ from typing import Any
 from reasonrank import ReasoningReranker
 from reasonrank.evaluation import Collection, load_beir, read_trec_run
 from reasonrank.io import read_jsonl
+from reasonrank.templates import PromptTemplate
 
 _NEGATIVE = re.compile(
     r"\b(?:does not|doesn't|do not|don't|is not|isn't|are not|not directly|not related|not relevant|"
@@ -91,6 +95,16 @@ def grounded(explanation: str, query: str, document: str) -> float:
     return sum(w in seen for w in words) / len(words)
 
 
+def model_words(explanation: str, template: PromptTemplate, labels: tuple[int, ...], verdict: int,
+                variant: str) -> str:
+    """The part of an explanation the model wrote: for ``explain``, without the template's ``verdict_lead``
+    (which states the given label, so the stance measured is that of the model's own reason)."""
+    lead = template.assistant_start(labels=labels, verdict=verdict)[len(template.assistant_prefix):].strip()
+    if variant == "explain" and lead and explanation.startswith(lead):
+        return explanation[len(lead):].strip()
+    return explanation
+
+
 def pairs(fold: Collection, run: dict[str, dict[str, float]], n: int, depth: int) -> list[dict[str, Any]]:
     """The balanced pairs of a fold: per query, the best-ranked relevant and non-relevant document."""
     out = []
@@ -110,7 +124,8 @@ def pairs(fold: Collection, run: dict[str, dict[str, float]], n: int, depth: int
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Polarity, groundedness, parse rate and length of judged pairs (each row: gold, label, explanation,
     parse_ok, query, text; ``given``: the label was given, not parsed, so every row counts for the stance
-    against it)."""
+    against it; ``reason``, when present: the model's own words of the explanation, which are measured)."""
+    rows = [{**r, "explanation": r.get("reason", r["explanation"])} for r in rows]  # the model's own words
     said = [r for r in rows if r["explanation"]]
     pos = [r for r in said if r["gold"] == 1]
     neg = [r for r in said if r["gold"] == 0]
@@ -175,7 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                         shown = [r.label for r in direct]
                         judged = rr.explainer.score_pairs(todo, verdicts=rr.explain_verdicts(direct))
                     rows = [{**c, "query": q, "text": d.prompt_text, "label": v, "parse_ok": r.parse_ok,
-                             "given": variant == "explain", "explanation": r.explanation or ""}
+                             "given": variant == "explain", "explanation": r.explanation or "",
+                             "reason": model_words(r.explanation or "", rr.explainer.template, rr.labels, v,
+                                                  variant)}
                             for c, (q, d), r, v in zip(chosen, todo, judged, shown)]
                     with (args.out / f"{path.name}-{name}-{variant}.jsonl").open("w", encoding="utf-8") as fh:
                         fh.writelines(json.dumps(r) + "\n" for r in rows)

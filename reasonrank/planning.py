@@ -163,11 +163,12 @@ class Planner:
                            "last (first: %s)", len(errors), len(documents), next(iter(errors.values())))
         self.stats.documents += len(documents)
         self.stats.truncated += n_trunc
-        return self._results(documents, cut, rows, errors, gens, fuse)
+        return self._results(documents, cut, rows, errors, gens, fuse, [p.assistant_prefix for p in prompts])
 
     def _results(self, documents: list[Document], cut: list[tuple[str, bool]], rows: list[_Row],
-                 errors: dict[int, str], gens: list[Generation], fuse: bool) -> list[RerankResult]:
-        labels, prefix = self.prompts.labels, self.prompts.template.assistant_prefix
+                 errors: dict[int, str], gens: list[Generation], fuse: bool,
+                 prefixes: list[str]) -> list[RerankResult]:
+        labels = self.prompts.labels
         model_scores = [expected_score(probs, labels) for probs, _, _, _ in rows]
         first_stage = [float(d.first_stage_score or 0.0) for d in documents]
         scores = fuse_scores(model_scores, first_stage, float(self.fusion_weight or 0)) if fuse else model_scores
@@ -177,7 +178,7 @@ class Planner:
             failed = i in errors
             results.append(RerankResult(
                 index=i, id=doc.id, text=doc.text, score=0.0 if failed else scores[i], label=label,
-                label_probs=probs, explanation=expl, raw_output=(prefix + gens[i].text)
+                label_probs=probs, explanation=expl, raw_output=(prefixes[i] + gens[i].text)
                 if gens and not gens[i].error else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
                 error=errors.get(i), model_score=model_scores[i], first_stage_score=doc.first_stage_score))
         return results
@@ -207,16 +208,16 @@ class Planner:
                         verdicts: Sequence[int | None]) -> _Planned:
         """Generate; read the label where the model wrote it, else force the verdict: the backend's own
         (``Generation.forced_logprobs``) when it computed one while generating, else in a second pass."""
-        labels, prefix, spec = self.prompts.labels, self.prompts.template.assistant_prefix, self.spec
+        labels, spec = self.prompts.labels, self.spec
         gens: list[Generation] = yield GenerateRequest(prompts)
         _answers(gens, len(prompts), "generate")
-        judgments = [parse_judgment(prefix + g.text, labels, spec.marker) for g in gens]
+        judgments = [parse_judgment(p.assistant_prefix + g.text, labels, spec.marker) for p, g in zip(prompts, gens)]
         errors = {i: g.error for i, g in enumerate(gens) if g.error}
         forced: list[int] = []
         forced_prompts: list[Prompt] = []
         own: dict[int, LabelScores] = {}  # forced verdicts the backend computed while generating
         for i, (g, j) in enumerate(zip(gens, judgments)):
-            raw = prefix + g.text
+            raw = prompts[i].assistant_prefix + g.text
             if i in errors or (j.ok and g.label_logprobs):
                 continue
             if not j.ok and self.on_parse_error == "report":

@@ -81,19 +81,25 @@ class PromptBuilder:
         return break_controls(query, controls=ops.control_strings()) if self.sanitize else query
 
     def prompt(self, query: str, doc_text: str, *, assistant_prefix: str | None = None,
-               verdict: int | None = None) -> Prompt:
+               verdict: int | None = None, lead: bool = True) -> Prompt:
         """The prompt of a query and an already prepared document text (see :meth:`document_texts`); with
-        ``verdict``, the prompt that asks to explain that label (the template's ``verdict_note``)."""
+        ``verdict``, the prompt that asks to explain that label (the template's ``verdict_note``) and, with
+        ``lead``, whose assistant turn starts the explanation (``verdict_lead``; training, whose completion
+        is the teacher's whole explanation, passes ``lead=False``)."""
         msgs = self.template.messages(query=query, document=doc_text, labels=self.labels, verdict=verdict)
-        prefix = self.template.assistant_prefix if assistant_prefix is None else assistant_prefix
+        if assistant_prefix is not None:
+            prefix = assistant_prefix
+        else:
+            prefix = self.template.assistant_start(labels=self.labels, verdict=verdict if lead else None)
         return Prompt(messages=tuple(msgs), assistant_prefix=prefix)
 
-    def build(self, query: str, docs: Sequence[Document], ops: TextOps,
-              verdicts: Sequence[int] | None = None) -> list[tuple[Prompt, bool]]:
+    def build(self, query: str, docs: Sequence[Document], ops: TextOps, verdicts: Sequence[int] | None = None,
+              *, lead: bool = True) -> list[tuple[Prompt, bool]]:
         """Prompts of one query's documents, each with its was-truncated flag; ``verdicts``: one label per
         document to be explained (see :meth:`prompt`)."""
         q = self.query_text(query, ops)
         given: Sequence[int | None] = [None] * len(docs) if verdicts is None else verdicts
         if len(given) != len(docs):
             raise ValueError(f"{len(given)} verdicts for {len(docs)} documents; give one verdict per document")
-        return [(self.prompt(q, text, verdict=v), cut) for (text, cut), v in zip(self.document_texts(docs, ops), given)]
+        return [(self.prompt(q, text, verdict=v, lead=lead), cut)
+                for (text, cut), v in zip(self.document_texts(docs, ops), given)]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["PromptTemplate", "REASONING_TEMPLATE", "DIRECT_TEMPLATE", "get_template", "label_guide",
+__all__ = ["PromptTemplate", "REASONING_TEMPLATE", "DIRECT_TEMPLATE", "get_template", "label_guide", "label_name",
            "TemplateError"]
 
 Mode = Literal["reasoning", "direct"]
@@ -51,6 +51,23 @@ def label_guide(labels: Sequence[int]) -> str:
     return f"{labels[0]} = not relevant ... {labels[-1]} = perfectly relevant (higher means more relevant)"
 
 
+def label_name(label: int, labels: Sequence[int]) -> str:
+    """A label in words, as :func:`label_guide` names it (for a template's ``verdict_lead``).
+
+    Example:
+        >>> label_name(1, (0, 1)), label_name(1, (0, 1, 2)), label_name(3, (0, 1, 2, 3, 4))
+        ('relevant', 'partially relevant', 'relevant at level 3 of 4')
+    """
+    labels = list(labels)
+    if label == labels[0]:
+        return "not relevant"
+    if len(labels) == 2:
+        return "relevant"
+    if len(labels) == 3:
+        return "partially relevant" if label == labels[1] else "highly relevant"
+    return f"relevant at level {label} of {labels[-1]}"
+
+
 @dataclass(frozen=True)
 class PromptTemplate:
     """A chat prompt for pointwise relevance judgment.
@@ -67,6 +84,10 @@ class PromptTemplate:
         verdict_note: Reasoning templates only: a sentence added to the user message when the verdict is
             already known and only its explanation is wanted (``explain_top_k`` explains the direct-mode
             label); must contain ``{verdict}``. Empty: the template cannot be given a verdict.
+        verdict_lead: With a given verdict, the words the explanation starts with, after
+            ``assistant_prefix`` (may use ``{relevance}``, the label in words, :func:`label_name`, and
+            ``{verdict}``): the model writes the reason, e.g. ``" The document is {relevance} to the query
+            because it"``. A serving-time prefix of the explanation, so its stance is the given label's.
 
     Example:
         >>> t = PromptTemplate(name="t", mode="direct", system="", user="Q: {query} D: {document}",
@@ -87,6 +108,7 @@ class PromptTemplate:
     marker: str = "Relevance:"
     description: str = field(default="", compare=False)
     verdict_note: str = ""
+    verdict_lead: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in ("reasoning", "direct"):
@@ -113,6 +135,14 @@ class PromptTemplate:
             if self.mode != "reasoning":
                 raise TemplateError(f"template {self.name!r}: only a reasoning template explains a given verdict; "
                                     "drop verdict_note or use mode: reasoning")
+        if self.verdict_lead:
+            bad = sorted(set(_placeholders(self.verdict_lead)) - {"relevance", "verdict"})
+            if bad:
+                raise TemplateError(f"template {self.name!r}: verdict_lead may use {{relevance}} and {{verdict}}, "
+                                    f"not {{{bad[0]}}}")
+            if not self.verdict_note:
+                raise TemplateError(f"template {self.name!r}: verdict_lead needs a verdict_note (the instruction "
+                                    "that states the verdict)")
         user_names = _placeholders(self.user)
         for req in REQUIRED_USER_PLACEHOLDERS:
             if req not in user_names:
@@ -145,6 +175,18 @@ class PromptTemplate:
             raise ValueError(f"verdict {verdict!r} is not on the label scale {tuple(labels)}")
         return f"{user}\n\n{self.verdict_note.format(verdict=verdict, **self._fields(labels))}"
 
+    def assistant_start(self, *, labels: Sequence[int], verdict: int | None = None) -> str:
+        """The assistant turn's prefix; with ``verdict``, followed by the :attr:`verdict_lead`.
+
+        Example:
+            >>> REASONING_TEMPLATE.assistant_start(labels=(0, 1), verdict=0)
+            'Explanation: The document is not relevant to the query because it'
+        """
+        if verdict is None or not self.verdict_lead:
+            return self.assistant_prefix
+        return self.assistant_prefix + self.verdict_lead.format(relevance=label_name(verdict, labels),
+                                                                verdict=verdict)
+
     def messages(self, *, query: str, document: str, labels: Sequence[int],
                  verdict: int | None = None) -> list[dict[str, str]]:
         """Chat messages (system if non-empty, then user; see :meth:`render_user` for ``verdict``)."""
@@ -159,7 +201,8 @@ class PromptTemplate:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> PromptTemplate:
         """Build from a dict (e.g. parsed YAML); unknown keys are an error."""
-        known = {"name", "mode", "system", "user", "assistant_prefix", "marker", "description", "verdict_note"}
+        known = {"name", "mode", "system", "user", "assistant_prefix", "marker", "description", "verdict_note",
+                 "verdict_lead"}
         extra = sorted(set(data) - known)
         if extra:
             raise TemplateError(f"unknown template field(s) {extra}; allowed: {sorted(known)}")
@@ -198,6 +241,7 @@ REASONING_TEMPLATE = PromptTemplate(
     assistant_prefix="Explanation:",
     verdict_note="The relevance label of this document is {verdict}. Explain why it deserves that label, then "
                  "give it on its own line as '{marker} {verdict}'.",
+    verdict_lead=" The document is {relevance} to the query because it",
 )
 
 DIRECT_TEMPLATE = PromptTemplate(

@@ -32,6 +32,12 @@ def test_stance_and_grounding_rules() -> None:
     assert bench.stance("The document does not provide relevant information about tides.") == 0
     assert bench.grounded("Okapi antelope", "bm25", "Okapi BM25") == 0.5
     assert bench.grounded("The document is relevant.", "q", "d") == 1.0  # judging words only
+    from reasonrank.templates import REASONING_TEMPLATE
+
+    led = "The document is relevant to the query because it defines BM25."
+    assert bench.model_words(led, REASONING_TEMPLATE, (0, 1), 1, "explain") == "defines BM25."
+    assert bench.model_words(led, REASONING_TEMPLATE, (0, 1), 1, "reasoning") == led
+    assert bench.model_words(led, REASONING_TEMPLATE, (0, 1), 0, "explain") == led  # not the lead of label 0
 
 
 def test_pairs_are_balanced_and_summary_counts_each_side() -> None:

@@ -296,11 +296,12 @@ def test_explain_top_k_rejects_bad_values(direct: ReasoningReranker, kwargs: dic
 
 
 def test_explain_top_k_asks_to_explain_the_direct_label() -> None:
-    """The explainer is told each shown result's direct-mode label (the verdict_note) and asked why; the
-    serving path (score_pairs with verdicts) sends the same prompts."""
+    """The explainer is told each shown result's direct-mode label (the verdict_note) and asked why, and its
+    explanation starts with the verdict_lead that states the label; the serving path (score_pairs with
+    verdicts) sends the same prompts."""
     from reasonrank.testing import ScriptedBackend
 
-    backend = ScriptedBackend(" It defines BM25.\nRelevance: 1", {0: math.log(0.3), 1: math.log(0.7)},
+    backend = ScriptedBackend(" defines BM25.\nRelevance: 1", {0: math.log(0.3), 1: math.log(0.7)},
                               label_logprobs={0: math.log(0.2), 1: math.log(0.8)})
     rr = ReasoningReranker(backend=backend, mode="direct", label_scale=(0, 1), explain_top_k=1)
     top, rest = rr.rank("what is bm25", ["BM25 is a ranking function", "cats"])
@@ -308,8 +309,10 @@ def test_explain_top_k_asks_to_explain_the_direct_label() -> None:
     assert prompt.messages[-1]["content"].endswith("The relevance label of this document is 1. Explain why it "
                                                    "deserves that label, then give it on its own line as "
                                                    "'Relevance: 1'.")
-    assert prompt.assistant_prefix == rr.explainer.template.assistant_prefix
-    assert (top.label, top.explanation, rest.explanation) == (1, "It defines BM25.", None)
+    assert prompt.assistant_prefix == "Explanation: The document is relevant to the query because it"  # the lead
+    assert (top.label, top.explanation, rest.explanation) == (
+        1, "The document is relevant to the query because it defines BM25.", None)
+    assert top.raw_output == prompt.assistant_prefix + " defines BM25.\nRelevance: 1"
     [again] = rr.explainer.score_pairs([("what is bm25", "BM25 is a ranking function")], verdicts=[top.label])
     assert backend.generate_prompts[-1] == prompt and again.explanation == top.explanation
     with pytest.raises(ValueError, match="verdicts need mode='reasoning' and one verdict per document"):

@@ -104,3 +104,26 @@ def test_verdict_note_asks_to_explain_a_given_label() -> None:
 def test_bad_verdict_note_fails_at_load(fields: dict, fix: str) -> None:
     with pytest.raises(TemplateError, match=fix):
         PromptTemplate.from_mapping({"name": "t", "user": "{query} {document}", **fields})
+
+
+def test_verdict_lead_starts_the_explanation_of_a_given_label() -> None:
+    """With a verdict, the assistant turn starts the explanation with the label in words (label_name); without
+    one, or in training (lead=False), it is the plain prefix."""
+    from reasonrank.prompting import PromptBuilder
+
+    assert REASONING_TEMPLATE.assistant_start(labels=(0, 1), verdict=1) == \
+        "Explanation: The document is relevant to the query because it"
+    assert REASONING_TEMPLATE.assistant_start(labels=(0, 1, 2), verdict=2) == \
+        "Explanation: The document is highly relevant to the query because it"
+    assert REASONING_TEMPLATE.assistant_start(labels=(0, 1)) == "Explanation:"
+    builder = PromptBuilder(REASONING_TEMPLATE, labels=(0, 1))
+    assert builder.prompt("q", "d", verdict=0).assistant_prefix == \
+        "Explanation: The document is not relevant to the query because it"
+    unled = builder.prompt("q", "d", verdict=0, lead=False)
+    assert unled.assistant_prefix == "Explanation:" and unled.messages == builder.prompt("q", "d", verdict=0).messages
+    with pytest.raises(TemplateError, match="verdict_lead may use {relevance} and {verdict}, not {query}"):
+        PromptTemplate.from_mapping({"name": "t", "mode": "reasoning", "user": "{query} {document}",
+                                     "verdict_note": "Label {verdict}.", "verdict_lead": " {query}"})
+    with pytest.raises(TemplateError, match="verdict_lead needs a verdict_note"):
+        PromptTemplate.from_mapping({"name": "t", "mode": "reasoning", "user": "{query} {document}",
+                                     "verdict_lead": " It is {relevance}"})

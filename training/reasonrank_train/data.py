@@ -140,11 +140,12 @@ def render_example(tokenizer: Any, ex: Example, *, mode: str, labels: Sequence[i
     """The exact prompt text the reranker sends for this pair (chat template + assistant prefix), built by
     :class:`reasonrank.prompting.PromptBuilder` like the reranker's (``sanitize`` as the reranker's
     ``sanitize_documents``, on by default in both). ``with_verdict``: the prompt that asks to explain the
-    example's label, as ``explain_top_k`` asks for the direct-mode label."""
+    example's label, as ``explain_top_k`` asks for the direct-mode label (without the template's
+    ``verdict_lead``: the completion trained is the teacher's whole explanation)."""
     builder = PromptBuilder(template=get_template(None, mode),  # type: ignore[arg-type]
                             labels=tuple(labels), max_doc_tokens=max_doc_tokens, sanitize=sanitize)
     ((prompt, _),) = builder.build(ex.query, [ex.document], TokenizerTextOps(tokenizer),
-                                   verdicts=[ex.label] if with_verdict else None)
+                                   verdicts=[ex.label] if with_verdict else None, lead=False)
     return render_prompt(tokenizer, prompt)
 
 
