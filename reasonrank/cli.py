@@ -97,8 +97,12 @@ def _table(results: Sequence[Any], mode: str) -> str:
         body = (r.explanation or "") if mode == "reasoning" else r.text
         body = " ".join(body.split()) or "(no explanation)"
         flags = ("" if r.parse_ok else " [unparsed: label from probabilities]") + (" [truncated]" if r.truncated else "")
-        lines.append(f"{r.rank:>4}  {r.score:6.3f}  {r.label:>5}  {str(r.id if r.id is not None else r.index):<14.14}  "
-                     f"{textwrap.shorten(body, room, placeholder=' ...')}{flags}")
+        row = f"{r.rank:>4}  {r.score:6.3f}  {r.label:>5}  {str(r.id if r.id is not None else r.index):<14.14}  "
+        if mode == "reasoning":  # an explanation is read whole: wrapped under its column, never cut
+            wrapped = textwrap.wrap(body + flags, room)
+            lines += [row + wrapped[0], *(" " * len(row) + w for w in wrapped[1:])]
+        else:  # a document: a one-line preview
+            lines.append(row + textwrap.shorten(body, room, placeholder=" ...") + flags)
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from reasonrank import DEFAULT_MODEL, ReasoningReranker
 from reasonrank.cli import bm25_first_stage, read_docs
 from reasonrank.models import read_model_meta, shipped_model_dir
+from reasonrank.templates import label_name
 
 SEARCH = Path(__file__).resolve().parents[1] / "examples" / "search-sample.jsonl"
 QUERY = "how does BM25 score documents"
@@ -68,6 +70,22 @@ def test_shipped_model_ranks_the_demo_first_stage(shipped) -> None:
 def test_shipped_model_ranks_the_demo_first_stage_fused_with_bm25(shipped) -> None:
     assert shipped.fusion_weight is not None
     _check_demo_order(_demo_order(shipped))
+
+
+@pytest.mark.slow
+def test_shipped_model_explains_why_in_the_demo(shipped) -> None:
+    """The demo's explanations (explain_top_k over the model's own ranking): each states the label shown next
+    to it (the verdict_lead), and the model's own reason for the BM25 definition, ranked first as relevant,
+    names BM25 and does not contradict the label (round 5 wrote "does not answer" there)."""
+    rr = ReasoningReranker(backend=shipped.backend, fusion_weight=0, explain_top_k=3, max_new_tokens=64)
+    docs, _ = bm25_first_stage(QUERY, read_docs(str(SEARCH)))
+    top = rr.rank(QUERY, docs)[:3]
+    for r in top:
+        assert r.explanation.startswith(f"The document is {label_name(r.label, rr.labels)} to the query because it")
+    first = top[0]
+    reason = first.explanation.split("because it", 1)[1]
+    assert (first.id, first.label) == ("bm25-def", 1)
+    assert "BM25" in reason and not re.search(r"\bnot\b|n't\b|\bunrelated\b|\birrelevant\b", reason), reason
 
 
 def _reasoning(shipped) -> dict:
