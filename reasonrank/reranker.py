@@ -70,9 +70,10 @@ class ReasoningReranker:
             the direct prompt, then has the model explain its final top ``explain_top_k`` results with the
             reasoning prompt (one generation each), in ``RerankResult.explanation``. The reasoning prompt
             states each result's direct-mode label and asks why it deserves it (the template's
-            ``verdict_note``), so the explanation argues the label shown next to it; ranks, scores and labels
-            stay the direct pass's (the explanation's own verdict is in ``raw_output``). ``None`` (default):
-            no explanations in direct mode. Reasoning mode explains every document anyway.
+            ``verdict_note``), and the explanation opens with that label in words (``verdict_lead``: "The
+            document is relevant to the query because it ..."), so it argues the label shown next to it; ranks,
+            scores and labels stay the direct pass's (the explanation's own verdict is in ``raw_output``).
+            ``None`` (default): no explanations in direct mode. Reasoning mode explains every document anyway.
         device: Device for local backends (auto-detected when None).
         dtype: Model dtype for local backends (auto when None).
         **backend_options: Passed to the backend (e.g. ``trust_remote_code``, ``base_url``).
