@@ -15,8 +15,9 @@ from .conversion import cache_dir, convert_gguf, gguf_cache_path, merge_adapter
 from .metadata import META_FILE, read_model_meta
 
 __all__ = ["PackageMissing", "package_dir", "local_dense_model", "DEFAULT_MODEL", "SHIPPED_MODELS", "shipped_model_dir",
-           "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B", "SPLIT_GGUF_MODELS", "resolve_model", "smollm2_gguf_path",
-           "split_gguf_path", "cache_dir", "gguf_cache_path", "convert_gguf", "META_FILE", "read_model_meta"]
+           "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B",
+           "SPLIT_GGUF_MODELS", "resolve_model", "smollm2_gguf_path", "split_gguf_path", "cache_dir",
+           "gguf_cache_path", "convert_gguf", "META_FILE", "read_model_meta"]
 
 logger = logging.getLogger(__name__)
 

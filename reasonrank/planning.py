@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .backends import GenerateRequest, Generation, LabelReply, LabelRequest, LabelScores, LabelSpec, Prompt
@@ -156,7 +156,7 @@ class Planner:
         if self.mode == "direct":
             rows, errors, gens = yield from self._plan_direct(prompts)
         else:
-            rows, errors, gens = yield from self._plan_reasoning(per_doc, [t for t, _ in cut], prompts, given)
+            rows, errors, gens = yield from self._plan_reasoning(prompts)
         if errors:
             self.stats.errors += len(errors)
             logger.warning("%d of %d documents could not be scored; reported with error set, score 0, ranked "
@@ -204,10 +204,10 @@ class Planner:
             rows.append(self._failed_row() if dist is None else (dist, None, None, True))
         return rows, errors, []
 
-    def _plan_reasoning(self, queries: list[str], doc_texts: list[str], prompts: list[Prompt],
-                        verdicts: Sequence[int | None]) -> _Planned:
+    def _plan_reasoning(self, prompts: list[Prompt]) -> _Planned:
         """Generate; read the label where the model wrote it, else force the verdict: the backend's own
-        (``Generation.forced_logprobs``) when it computed one while generating, else in a second pass."""
+        (``Generation.forced_logprobs``) when it computed one while generating, else in a second pass (the
+        same prompt, its assistant turn the output up to the verdict marker)."""
         labels, spec = self.prompts.labels, self.spec
         gens: list[Generation] = yield GenerateRequest(prompts)
         _answers(gens, len(prompts), "generate")
@@ -231,8 +231,7 @@ class Planner:
                 continue
             head = raw[: j.label_start].rstrip() if j.ok else raw.rstrip() + "\n" + spec.marker
             forced.append(i)
-            forced_prompts.append(self.prompts.prompt(queries[i], doc_texts[i], assistant_prefix=head,
-                                                      verdict=verdicts[i]))
+            forced_prompts.append(replace(prompts[i], assistant_prefix=head))
         forced_lps = _label_scores((yield LabelRequest(forced_prompts)), len(forced)) if forced_prompts else []
         by_doc = {**own, **dict(zip(forced, forced_lps))}
         errors.update({i: lp.error for i, lp in by_doc.items() if lp.error is not None})
