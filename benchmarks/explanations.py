@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-queries", type=int, default=20, help="queries per fold (two pairs each)")
     p.add_argument("--max-doc-tokens", type=int, default=160)
     p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--dtype", default="auto", help="model dtype (auto: the reranker's default for this machine)")
     p.add_argument("--variants", default="reasoning,explain", help="comma-separated: reasoning, explain")
     p.add_argument("--teacher", type=Path, default=Path("data/teacher/explanations.jsonl"))
     p.add_argument("--out", type=Path, default=Path("runs/explanations"))

@@ -95,8 +95,7 @@ def test_yaml_sections_overrides_and_unknown_sections(tmp_path, qrels_file):
         parse_overrides(["max_steps"])
 
 
-@pytest.mark.parametrize("name", ["tiny-cpu.yaml", "interank-3b.yaml", "prorank-0.5b.yaml", "data-offline.yaml",
-                                  "reasonrank-tiny.yaml", "reasonrank-tiny-more.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_have_valid_sections(name):
     import yaml
 
