@@ -4,8 +4,8 @@ dev folds that ``reasonrank-train data`` builds (never on fanout-final-test).
 
 For every fold: BM25, dense and their union (the runs the data builder wrote), then each ``--system``
 reranking the top ``--depth`` of the ``--first-stage`` run in each ``--modes`` mode. Model scores are cached
-per query in ``--out`` under the system's name and its weights' fingerprint (a rerun resumes; new weights
-under an old name are scored anew), so adding a system or a mode only scores what is new. The fusion
+per query in ``--out`` under the system's name, its weights' fingerprint and the dtype it ran in (a rerun
+resumes; new weights under an old name, or the same ones in another dtype, are scored anew), so adding a system or a mode only scores what is new. The fusion
 weight (``ReasoningReranker(fusion_weight=...)``) is tuned on ``--tune-fold``: its own figure there is
 cross-fitted (weight tuned on one half of the queries, measured on the other, both ways), and the weight
 tuned on the whole fold is applied unchanged to the other folds.
@@ -181,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
                 with ReasoningReranker(model, mode=mode, label_scale=args.labels,
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, dtype=args.dtype) as rr:
-                    judged, dps = score_system(rr, fold, first, qids, args.depth,
-                                               args.out / fname / f"{sname}-{prints[sname]}-{mode}-{args.first_stage}.jsonl")
+                    dtype = str(getattr(rr.backend, "dtype", "na")).replace("torch.", "")  # as resolved here
+                    judged, dps = score_system(rr, fold, first, qids, args.depth, args.out / fname /
+                                               f"{sname}-{prints[sname]}-{dtype}-{mode}-{args.first_stage}.jsonl")
                 judged = {q: judged[q] for q in qids}
                 agg, _ = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
                 flat = [r for q in judged.values() for r in q.values()]

@@ -32,7 +32,7 @@ def test_bf16_default_ranks_like_fp32_on_the_shipped_model():
     pytest.importorskip("peft")
     from scipy.stats import kendalltau
 
-    from reasonrank.backends.hf import cpu_has_bf16
+    from reasonrank.backends.dtypes import cpu_has_bf16
     from reasonrank.cli import read_docs
 
     docs = read_docs(str(Path(__file__).resolve().parents[1] / "examples" / "search-sample.jsonl"))

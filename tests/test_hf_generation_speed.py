@@ -204,7 +204,7 @@ def test_stop_check_and_recorder_keep_generations(fp32: hf.TransformersBackend,
         return 1 if text == " 2" else rr._locate(text)
 
     new = be.generate(prompts, SPEC, locate=locate, max_new_tokens=10)
-    monkeypatch.setattr(hf, "_generation_hooks", _old_hooks)
+    monkeypatch.setattr(hf, "generation_hooks", _old_hooks)
     old = be.generate(prompts, SPEC, locate=locate, max_new_tokens=10)
     assert [(g.text, g.num_tokens) for g in new] == [(g.text, g.num_tokens) for g in old]
     assert sum(g.label_logprobs is not None for g in new) >= 3 and sum(g.num_tokens == 10 for g in new) >= 1
@@ -220,7 +220,7 @@ def test_generation_hooks_against_the_previous_formulas(fp32: hf.TransformersBac
     torch, tok = fp32.torch, fp32.tokenizer
     spacer, cands = fp32.label_tokens(SPEC)
     index = torch.tensor([t for ts in cands.values() for t in ts])
-    rec, stop = hf._generation_hooks(fp32.transformers, torch, tok, index, verdict_finder(SPEC))
+    rec, stop = hf.generation_hooks(fp32.transformers, torch, tok, index, verdict_finder(SPEC))
     ref_rec, ref_stop = _old_hooks(fp32.transformers, torch, tok, index, verdict_finder(SPEC))
     enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
     texts = ["Explanation: long enough text here. Relevance: 2", "Relevance:", "some words and 1",

@@ -69,3 +69,27 @@ def test_token_budget_bounds_batches_and_keeps_scores(tiny_model_dir: Path) -> N
     assert length_sorted_batches(lengths, 16, None) == [sorted(range(6), key=lambda i: -lengths[i])]
     with pytest.raises(ValueError, match="max_batch_tokens must be a positive int or None"):
         TransformersBackend(big.model, tokenizer=big.tokenizer, max_batch_tokens=0)
+
+
+@pytest.mark.parametrize("model", ["tiny", "smollm2"])
+def test_generation_with_reuse_matches_whole_prompts(model: str, tiny_model_dir: Path, smollm2_model_dir: Path) -> None:
+    """Reasoning mode (generation, then the forced verdict continued from the generation's cache) with the
+    shared prefix computed once: the same greedy outputs and label log-probabilities as whole prompts, fp32.
+    Bound 1e-4 (measured max |diff| on these models: see the assertion message when it fails)."""
+    path = tiny_model_dir if model == "tiny" else smollm2_model_dir
+    whole = TransformersBackend(str(path), dtype="float32", batch_size=3, reuse_prefix=False)
+    reuse = TransformersBackend(whole.model, tokenizer=whole.tokenizer, batch_size=3)
+    a_rr, b_rr = (ReasoningReranker(backend=b, mode="reasoning", max_new_tokens=24) for b in (whole, reuse))
+    prompts = [a_rr._prompt(QUERY, d if isinstance(d, str) else d["text"]) for d in DOCS]
+    seqs = reuse.generation_inputs(prompts, 24)
+    assert reuse._shared_prefix(seqs) is not None  # the reuse path really runs
+    a = whole.generate(prompts, a_rr.spec, locate=a_rr._locate, max_new_tokens=24)
+    b = reuse.generate(prompts, b_rr.spec, locate=b_rr._locate, max_new_tokens=24)
+    assert [g.text for g in b] == [g.text for g in a]
+    assert [g.forced_logprobs is None for g in b] == [g.forced_logprobs is None for g in a]
+    diffs = [abs(x[k] - y[k]) for ga, gb in zip(a, b)
+             for x, y in [(ga.label_logprobs or {}, gb.label_logprobs or {}),
+                          (ga.forced_logprobs or {}, gb.forced_logprobs or {})] for k in x]
+    assert diffs and max(diffs) < 1e-4, max(diffs)
+    got = [r.score for r in b_rr.score(QUERY, DOCS)]
+    assert got == pytest.approx([r.score for r in a_rr.score(QUERY, DOCS)], abs=1e-4)

@@ -264,6 +264,28 @@ def test_tiny_model_both_modes_and_prefix_caching_off(tiny_vllm_model_dir: Path)
 
 @pytest.mark.vllm
 @needs_vllm
+def test_default_dtype_on_cpu_is_fp32_without_native_bf16(tiny_vllm_model_dir: Path, tmp_path: Path) -> None:
+    """A bf16 checkpoint with ``dtype`` left to the backend: bf16 where the CPU computes it natively, fp32 where
+    vLLM would otherwise emulate bf16 (about half the speed of fp32 on such a CPU)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reasonrank.backends.dtypes import cpu_has_bf16
+    from reasonrank.backends.vllm import VLLMBackend, _platform
+
+    if _platform() != "cpu":
+        pytest.skip("checks vLLM's CPU build")
+    bf16_dir = tmp_path / "tiny-bf16"
+    AutoModelForCausalLM.from_pretrained(tiny_vllm_model_dir, dtype="bfloat16").save_pretrained(bf16_dir)
+    AutoTokenizer.from_pretrained(tiny_vllm_model_dir).save_pretrained(bf16_dir)
+    vb = VLLMBackend(str(bf16_dir), enforce_eager=True, max_model_len=2048, enable_prefix_caching=False)
+    try:
+        assert vb.dtype == ("bfloat16" if cpu_has_bf16() else "float32")
+    finally:
+        vb.close()
+
+
+@pytest.mark.vllm
+@needs_vllm
 def test_bad_input_through_the_reranker(smollm2_vllm, tiny_vllm_model_dir: Path) -> None:
     from reasonrank import ReasoningReranker
     from reasonrank.backends.vllm import VLLMBackend

@@ -1,8 +1,8 @@
 """Dtype names: one parser for ``dtype=`` options given as a name (``"bfloat16"``) or a torch dtype.
 
 ``None`` and ``"auto"`` mean "the caller's default"; each caller keeps its own device-specific default
-(the transformers backend: bf16 on GPUs that support it, ...; vLLM: its own choice; training: fp32
-master weights).
+(the transformers backend: bf16 on GPUs that support it, ...; vLLM: its own choice, but fp32 on CPUs without
+native bf16, :func:`cpu_has_bf16`; training: fp32 master weights).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-__all__ = ["dtype_name", "resolve_dtype"]
+__all__ = ["cpu_has_bf16", "dtype_name", "resolve_dtype"]
 
 
 def dtype_name(dtype: Any, *, allowed: Collection[str] | None = None, where: str = "") -> str | None:
@@ -56,3 +56,17 @@ def resolve_dtype(dtype: Any, torch: Any) -> Any:
     if not isinstance(value, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use e.g. 'bfloat16', 'float16' or 'float32'")
     return value
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16): bf16 matmuls there run about
+    twice as fast as fp32; elsewhere bf16 is emulated and slower."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"avx512_bf16", "amx_bf16"} & flags)
+    except OSError:
+        pass
+    return False

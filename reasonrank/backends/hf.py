@@ -19,15 +19,15 @@ import copy
 import dataclasses
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .._deps import require
 from ..models import convert_gguf, resolve_model
-from ..parsing import Verdict
 from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
-from .dtypes import resolve_dtype
+from .dtypes import cpu_has_bf16, resolve_dtype
+from .hf_generation import continuable, generation_hooks, output_cache
 from .tokenization import (
     LocalTokenizerMixin,
     continuation_chunk,
@@ -37,7 +37,6 @@ from .tokenization import (
     per_label_logprobs,
     until_stop,
     verdict_finder,
-    verdict_reached,
 )
 
 __all__ = ["MIN_SHARED_PREFIX", "TransformersBackend", "cpu_has_bf16", "length_sorted_batches"]
@@ -72,20 +71,6 @@ def length_sorted_batches(lengths: Sequence[int], batch_size: int,
     return batches
 
 
-def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX512-BF16 or AMX-BF16): bf16 matmuls there run about
-    twice as fast as fp32; elsewhere bf16 is emulated and slower."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool({"avx512_bf16", "amx_bf16"} & flags)
-    except OSError:
-        pass
-    return False
-
-
 def _pick_device(torch: Any, device: str | None) -> str:
     if device:
         return str(device)
@@ -108,62 +93,6 @@ def _pick_dtype(torch: Any, device: str, dtype: Any) -> Any:
     return torch.bfloat16 if cpu_has_bf16() else torch.float32
 
 
-def _generation_hooks(tf: Any, torch: Any, tok: Any, index: Any,
-                      verdict: Callable[[str], list[Verdict]]) -> tuple[Any, Any]:
-    """(recorder, stop) for one ``generate`` call; per step, both cost the same whatever the generated length.
-
-    The recorder (a logits processor) keeps the log-probabilities of the label candidates ``index``: their
-    columns minus the logsumexp, never a vocabulary-sized log-softmax. The stopping criterion ends a row once
-    its verdict's label is written: a tensor test finds the rows whose last token is a label candidate, and
-    only those decode their last 12 ids (all :func:`verdict_reached` reads; they may reach into the prompt,
-    whose assistant prefix can end with the marker).
-    """
-    label_ids = set(index.tolist())
-
-    class Recorder(tf.LogitsProcessor):  # type: ignore[misc]  # tf is a lazily imported module
-        def __init__(self) -> None:
-            self.steps: list[Any] = []
-
-        def __call__(self, input_ids: Any, scores: Any) -> Any:
-            x = scores.float()
-            self.steps.append(x.index_select(-1, index) - torch.logsumexp(x, dim=-1, keepdim=True))
-            return scores
-
-    class VerdictStop(tf.StoppingCriteria):  # type: ignore[misc]
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            done = [False] * input_ids.shape[0]
-            for r in torch.isin(input_ids[:, -1], index).nonzero().flatten().tolist():
-                done[r] = verdict_reached(tok, input_ids[r, -12:].tolist(), label_ids, verdict)
-            return torch.tensor(done, device=input_ids.device)
-
-    return Recorder(), VerdictStop()
-
-
-def _output_cache(res: Any) -> Any:
-    """The KV cache a ``generate(..., return_dict_in_generate=True)`` output holds (``cache`` in transformers
-    >= 5.2x, ``past_key_values`` before), or None."""
-    for name in ("cache", "past_key_values"):
-        cache = getattr(res, name, None)
-        if cache is not None:
-            return cache
-    return None
-
-
-def _continuable(cache: Any, rows: int, length: int) -> bool:
-    """True when ``cache`` is a plain :class:`DynamicCache` of ``rows`` rows holding ``length`` positions in
-    every layer (no sliding window, quantisation, shared or linear-attention layers): a cache a forward pass
-    can continue with a padding mask. Anything else (other caches, older transformers) gets False."""
-    try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer
-    except ImportError:
-        return False
-    layers: list[Any] = list(getattr(cache, "layers", None) or [])
-    return type(cache) is DynamicCache and bool(layers) and all(
-        type(layer) is DynamicLayer and layer.get_seq_length() == length and layer.keys is not None
-        and layer.keys.shape[0] == rows
-        for layer in layers)
-
-
 class TransformersBackend(LocalTokenizerMixin, Backend):
     """Hugging Face transformers inference.
 
@@ -176,7 +105,10 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
             where the CPU computes it natively (AVX512-BF16/AMX, :func:`cpu_has_bf16`: ~1.7x faster than fp32
             there), fp32 elsewhere. Under bf16 the label probabilities come from an fp32 head, so they do
             not tie; they differ from fp32 by at most a few hundredths (tests/test_backend_dtype.py).
-        batch_size: Most documents per forward/generate batch.
+        batch_size: Most documents per forward batch.
+        generation_batch_size: Most documents per ``generate`` batch; default ``4 x batch_size``. A decoding
+            step reads every weight once whatever the rows (on a CPU it is bound by memory bandwidth), so wide
+            batches pay: 16 rows gave 1.37x the generated tokens/s of 8 (docs/benchmarks.md).
         max_batch_tokens: Most tokens per batch, padding included (rows x longest row; for generation, prompt
             + ``max_new_tokens``): long documents get smaller batches, so memory stays bounded whatever
             ``batch_size`` is; a single longer prompt runs alone. None: rows are bounded by ``batch_size`` only.
@@ -186,17 +118,19 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         generation_kwargs: Extra ``generate`` options (e.g. ``{"do_sample": True, "temperature": 0.7}``);
             greedy decoding by default.
         show_progress: tqdm progress bars; default: when the logger is at INFO and there is more than a batch.
-        reuse_prefix: Direct scoring (and the forced-verdict pass) computes the token prefix that all prompts
-            of a call share (system, instruction, query: the templates put the document last) once, and
-            reuses its KV cache for every document, when it is at least :data:`MIN_SHARED_PREFIX` tokens.
-            Log-probabilities equal the no-reuse path to float error (tests/test_prefix_reuse.py).
+        reuse_prefix: Direct scoring, generation and the forced-verdict pass compute the token prefix that all
+            prompts of a call share (system, instruction, query: the templates put the document last) once,
+            and reuse its KV cache for every document, when it is at least :data:`MIN_SHARED_PREFIX` tokens.
+            Log-probabilities and greedy outputs equal the no-reuse path to float error
+            (tests/test_prefix_reuse.py).
         model_kwargs: Extra ``from_pretrained`` options.
     """
 
     name = "transformers"
 
     def __init__(self, model: Any, *, tokenizer: Any = None, device: str | None = None, dtype: Any = None,
-                 batch_size: int = 8, max_batch_tokens: int | None = 16384,
+                 batch_size: int = 8, generation_batch_size: int | None = None,
+                 max_batch_tokens: int | None = 16384,
                  trust_remote_code: bool = False, revision: str | None = None, cache_gguf: bool = True,
                  generation_kwargs: dict[str, Any] | None = None, show_progress: bool | None = None,
                  reuse_prefix: bool = True, model_kwargs: dict[str, Any] | None = None) -> None:
@@ -205,6 +139,10 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.batch_size = batch_size
+        if generation_batch_size is not None and (not isinstance(generation_batch_size, int)
+                                                  or generation_batch_size < 1):
+            raise ValueError(f"generation_batch_size must be a positive int or None, got {generation_batch_size!r}")
+        self.generation_batch_size = generation_batch_size or 4 * batch_size
         if max_batch_tokens is not None and (not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
             raise ValueError(f"max_batch_tokens must be a positive int or None, got {max_batch_tokens!r}")
         self.max_batch_tokens = max_batch_tokens
@@ -356,7 +294,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         label_ids = {tid for _, tid in flat}
         seqs = self.generation_inputs(prompts, max_new_tokens)
         out: list[Generation | None] = [None] * len(seqs)
-        batches = length_sorted_batches([len(s) + max_new_tokens for s in seqs], self.batch_size,
+        batches = length_sorted_batches([len(s) + max_new_tokens for s in seqs], self.generation_batch_size,
                                         self.max_batch_tokens)
         gen_cfg = self.model.generation_config.to_dict() if self.model.generation_config else {}
         kwargs: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None,
@@ -366,11 +304,11 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         if "repetition_penalty" not in self.generation_kwargs and gen_cfg.get("repetition_penalty", 1.0) != 1.0:
             kwargs["repetition_penalty"] = 1.0  # keep label probabilities unbiased
         with torch.inference_mode(), self._progress(len(batches), "generating") as bar:
+            prefix = self._shared_prefix(seqs)
             for batch in batches:
-                enc = self._batch_tensors([seqs[i] for i in batch])
-                enc.pop("position_ids")  # generate derives them from the mask, step by step
+                enc = self._generation_batch([seqs[i] for i in batch], prefix)
                 width = enc["input_ids"].shape[1]
-                rec, stop = _generation_hooks(tf, torch, self.tokenizer, index, verdict_finder(spec))
+                rec, stop = generation_hooks(tf, torch, self.tokenizer, index, verdict_finder(spec))
                 res = self.model.generate(**enc, logits_processor=tf.LogitsProcessorList([rec]),
                                           stopping_criteria=tf.StoppingCriteriaList([stop]), **kwargs)
                 seq = getattr(res, "sequences", res)
@@ -380,7 +318,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
                 todo = [row for row, g in enumerate(gens) if locate(g.text) is None]
                 if todo and seq.shape[0] == len(batch):
                     forced = self._forced_logprobs(
-                        _output_cache(res), enc["attention_mask"], seq.shape[1] - width,
+                        output_cache(res), enc["attention_mask"], seq.shape[1] - width,
                         [(row, prompts[batch[row]], seqs[batch[row]], ids[row], gens[row].text) for row in todo],
                         spec, index, flat)
                     for row, lp in forced.items():
@@ -390,6 +328,27 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
                     out[i] = gens[row]
                 bar.update(1)
         return [g for g in out if g is not None]
+
+    def _generation_batch(self, seqs: list[list[int]], prefix: tuple[list[int], Any] | None) -> dict[str, Any]:
+        """``generate`` inputs for ``seqs``: left-padded ids and mask; with a shared ``prefix`` (ids and KV
+        cache), the rows are prefix + padding + the rest of each prompt, the mask zero on the padding, and a
+        copy of the prefix's cache (one row per prompt) goes along, so ``generate`` feeds only what follows
+        it; the positions it derives from the mask (its cumulative sum) continue the prefix, as in
+        :meth:`_last_logprobs`."""
+        torch = self.torch
+        if prefix is None:
+            enc = self._batch_tensors(seqs)
+            enc.pop("position_ids")  # generate derives them from the mask, step by step
+            return enc
+        ids, cache = prefix
+        rows, n = len(seqs), len(ids)
+        enc = self._batch_tensors([s[n:] for s in seqs])
+        mask = enc["attention_mask"]
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(rows)
+        head = torch.tensor([ids], device=self.device).expand(rows, n)
+        return {"input_ids": torch.cat([head, enc["input_ids"]], dim=1), self._cache_kw: cache,
+                "attention_mask": torch.cat([mask.new_ones(rows, n), mask], dim=1)}
 
     def _forced_logprobs(self, cache: Any, prompt_mask: Any, new_tokens: int,
                          rows: list[tuple[int, Prompt, list[int], list[int], str]], spec: LabelSpec, index: Any,
@@ -407,7 +366,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         """
         torch = self.torch
         rows_n, width = prompt_mask.shape
-        if new_tokens < 1 or not _continuable(cache, rows_n, width + new_tokens - 1):
+        if new_tokens < 1 or not continuable(cache, rows_n, width + new_tokens - 1):
             return {}
         plans: list[tuple[int, int, list[int]]] = []
         for row, prompt, prompt_ids, gen_ids, text in rows:

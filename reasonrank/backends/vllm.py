@@ -32,7 +32,7 @@ from typing import Any
 from .._deps import require
 from ..models import convert_gguf, resolve_model
 from .base import Backend, Generation, LabelSpec, LocateLabel, Prompt
-from .dtypes import dtype_name
+from .dtypes import cpu_has_bf16, dtype_name
 from .tokenization import (
     LocalTokenizerMixin,
     eos_pad_ids,
@@ -85,7 +85,10 @@ class VLLMBackend(LocalTokenizerMixin, Backend):
         max_model_len: Context length to allocate (default: the model's); lower it to save KV-cache memory.
         enable_prefix_caching: Reuse the KV cache of shared prompt prefixes (instruction + query). On by default.
         enforce_eager: Skip CUDA-graph capture / torch.compile (faster start, slower steady state).
-        dtype: ``"auto"`` (default: vLLM's choice), ``"bfloat16"``, ``"float16"``, ``"float32"`` or a torch dtype.
+        dtype: ``"auto"`` (default: vLLM's choice on GPUs; on vLLM's CPU build ``"float32"`` where the CPU has
+            no native bf16 (:func:`~reasonrank.backends.dtypes.cpu_has_bf16`), since vLLM would load a bf16
+            checkpoint as bf16 and emulate it, ~2x slower than fp32 there), ``"bfloat16"``, ``"float16"``,
+            ``"float32"`` or a torch dtype.
         trust_remote_code: Allow model repositories' own code (off unless asked).
         revision: Hub revision to pin.
         batch_size: Accepted for interface compatibility; vLLM schedules its own batches (use
@@ -142,8 +145,11 @@ class VLLMBackend(LocalTokenizerMixin, Backend):
                   "enforce_eager": enforce_eager, "seed": seed, "max_logprobs": max(logprobs, 20), **common}
         if max_model_len is not None:
             engine["max_model_len"] = max_model_len
-        if enable_prefix_caching and _platform() == "cpu":
-            engine["block_size"] = CPU_BLOCK_SIZE
+        if _platform() == "cpu":
+            if enable_prefix_caching:
+                engine["block_size"] = CPU_BLOCK_SIZE
+            if dtype_name == "auto" and not cpu_has_bf16():
+                engine["dtype"] = "float32"
         engine.update(engine_kwargs or {})
         self.llm = self.vllm.LLM(**engine)
         if type(self.llm.llm_engine.engine_core).__name__ == "InprocClient":

@@ -187,7 +187,7 @@ def _autocast(cfg: ScoreLearnConfig, device: str) -> bool:
     """bf16 autocast over fp32 weights on CPUs with native bf16 (about 1.7x faster than fp32 there)."""
     if cfg.dtype != "auto" or device != "cpu":
         return False
-    from reasonrank.backends.hf import cpu_has_bf16
+    from reasonrank.backends.dtypes import cpu_has_bf16
 
     return cpu_has_bf16()
 

@@ -118,7 +118,7 @@ class TeacherLM:
 
         self.torch = require("torch", "train")
         tf = require("transformers", "train")
-        from reasonrank.backends.hf import cpu_has_bf16
+        from reasonrank.backends.dtypes import cpu_has_bf16
 
         self.name = model
         path = resolve_train_model(model)
