@@ -260,18 +260,24 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         With a ``prefix`` (its ids and KV cache), ``enc`` holds only the rest of each prompt: the left
         padding then sits between the prefix and each row's tokens, masked, and positions continue the prefix.
         """
-        torch = self.torch
         kw: dict[str, Any] = {self._keep_kw: 1} if self._keep_kw else {}
         if prefix is not None:
-            ids, cache = prefix
-            rows, n = enc["input_ids"].shape[0], len(ids)
-            cache = copy.deepcopy(cache)  # each batch extends its own copy
-            cache.batch_repeat_interleave(rows)
             mask = enc["attention_mask"]
-            kw.update({self._cache_kw: cache}, attention_mask=torch.cat([mask.new_ones(rows, n), mask], dim=1),
-                      position_ids=(enc["position_ids"] + n) * mask + (1 - mask))
+            cache, full_mask = self._prefix_rows(prefix, mask)
+            kw.update({self._cache_kw: cache}, attention_mask=full_mask,
+                      position_ids=(enc["position_ids"] + len(prefix[0])) * mask + (1 - mask))
             enc = {"input_ids": enc["input_ids"]}
         return self._head_logprobs(enc, use_cache=prefix is not None, **kw)
+
+    def _prefix_rows(self, prefix: tuple[list[int], Any], mask: Any) -> tuple[Any, Any]:
+        """For a batch of prompt rests (``mask``: their left-padded attention mask) after a shared ``prefix``:
+        a copy of the prefix's KV cache with one row per prompt (each batch extends its own copy) and the
+        attention mask over prefix + padding + rest."""
+        ids, cache = prefix
+        rows = mask.shape[0]
+        cache = copy.deepcopy(cache)
+        cache.batch_repeat_interleave(rows)
+        return cache, self.torch.cat([mask.new_ones(rows, len(ids)), mask], dim=1)
 
     def _head_logprobs(self, enc: dict[str, Any], **kw: Any) -> Any:
         """fp32 log-probabilities at the last position of ``self.model(**enc, **kw)`` (see :meth:`_last_logprobs`)."""
@@ -340,15 +346,12 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
             enc = self._batch_tensors(seqs)
             enc.pop("position_ids")  # generate derives them from the mask, step by step
             return enc
-        ids, cache = prefix
-        rows, n = len(seqs), len(ids)
-        enc = self._batch_tensors([s[n:] for s in seqs])
-        mask = enc["attention_mask"]
-        cache = copy.deepcopy(cache)
-        cache.batch_repeat_interleave(rows)
-        head = torch.tensor([ids], device=self.device).expand(rows, n)
+        ids = prefix[0]
+        enc = self._batch_tensors([s[len(ids):] for s in seqs])
+        cache, mask = self._prefix_rows(prefix, enc["attention_mask"])
+        head = torch.tensor([ids], device=self.device).expand(len(seqs), len(ids))
         return {"input_ids": torch.cat([head, enc["input_ids"]], dim=1), self._cache_kw: cache,
-                "attention_mask": torch.cat([mask.new_ones(rows, n), mask], dim=1)}
+                "attention_mask": mask}
 
     def _forced_logprobs(self, cache: Any, prompt_mask: Any, new_tokens: int,
                          rows: list[tuple[int, Prompt, list[int], list[int], str]], spec: LabelSpec, index: Any,

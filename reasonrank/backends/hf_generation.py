@@ -14,7 +14,7 @@ __all__ = ["continuable", "generation_hooks", "output_cache"]
 
 
 def generation_hooks(tf: Any, torch: Any, tok: Any, index: Any,
-                      verdict: Callable[[str], list[Verdict]]) -> tuple[Any, Any]:
+                     verdict: Callable[[str], list[Verdict]]) -> tuple[Any, Any]:
     """(recorder, stop) for one ``generate`` call; per step, both cost the same whatever the generated length.
 
     The recorder (a logits processor) keeps the log-probabilities of the label candidates ``index``: their
