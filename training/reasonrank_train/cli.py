@@ -80,6 +80,10 @@ def run_recipe(path: str, stages: Sequence[str] | None = None) -> dict[str, Any]
 
     import yaml
 
+    unknown = [s for s in stages or () if s not in RECIPE_ORDER]
+    if unknown:
+        raise ConfigError(f"--stages: unknown stage(s) {', '.join(map(repr, unknown))}; "
+                          f"choose from {', '.join(RECIPE_ORDER)} (stage names use '-', e.g. score-learn)")
     data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     wanted = [s for s in RECIPE_ORDER if STAGES[s][0] in data and (not stages or s in stages)]
     if not wanted:

@@ -117,3 +117,11 @@ def test_cli_reports_config_errors_with_exit_code_2(tmp_path, capsys):
     assert "fix `corpus:`" in capsys.readouterr().err
     assert main(["sft", "--help-config"]) == 0
     assert "train_file" in capsys.readouterr().out
+
+
+def test_recipe_rejects_an_unknown_stage_name_instead_of_skipping_it(capsys):
+    """``--stages score_learn`` (the section name, not the stage name) once ran only ``export`` and failed later."""
+    config = str(CONFIGS / "reasonrank-small.yaml")
+    assert main(["recipe", "--config", config, "--stages", "score_learn,export"]) == 2
+    err = capsys.readouterr().err
+    assert "'score_learn'" in err and "score-learn" in err
