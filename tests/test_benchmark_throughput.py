@@ -206,3 +206,18 @@ def test_vllm_peer_runs_in_its_venv(tmp_path: Path) -> None:
                                  "--backend-opt", "vllm.max_model_len=1024")
     assert [r["variant"] for r in rows] == ["transformers", "vllm"]
     assert 0 <= rows[1]["prefix_cache_hit_rate"] <= 1
+
+
+def test_warmup_passes_default_to_one_on_cuda_and_run_untimed(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """On a GPU the first system timed ran at half speed (docs/benchmarks.md): one untimed pass of the whole
+    workload per configuration there, none on CPUs unless asked; an asked-for pass runs and times nothing."""
+    import argparse
+
+    bench = _load()
+    assert bench.warmup_passes(argparse.Namespace(warmup_passes=None, device="cuda:1")) == 1
+    assert bench.warmup_passes(argparse.Namespace(warmup_passes=None, device="cpu")) == 0
+    assert bench.warmup_passes(argparse.Namespace(warmup_passes=2, device="cpu")) == 2
+    out = tmp_path / "rows.json"
+    assert bench.main(["--model", str(tiny_model_dir), "--modes", "direct", "--candidates", "3",
+                       "--doc-tokens", "16", "--warmup-passes", "1", "--json", str(out)]) == 0
+    assert [r["candidates"] for r in json.loads(out.read_text())] == [3]

@@ -197,6 +197,10 @@ def _verify(cfg: ExportConfig, out: Path, mode: str, scale: tuple[int, ...]) -> 
 
         with ReasoningReranker(str(out), mode=mode, label_scale=scale, max_new_tokens=32) as rr:
             res = rr.score("what is relevance ranking", ["Ranking orders documents by relevance to a query."])
+        if res[0].error:  # e.g. NaN weights: a model that cannot score must not pass as exported
+            raise RuntimeError(f"export of {out} failed its check: ReasoningReranker could not score a pair "
+                               f"({res[0].error}); the trained weights are broken: retrain the stage (or export "
+                               "with verify: false to inspect them)")
         verified = res[0].score
         logger.info("export verified: ReasoningReranker loaded %s and scored a pair (%.3f)", out, verified)
     return verified

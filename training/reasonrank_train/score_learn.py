@@ -144,6 +144,15 @@ def expected_scores(label_logprobs: Any, labels: Sequence[int]) -> Any:
     return (probs * values).sum(-1) / labels[-1]
 
 
+MAX_NONFINITE = 3  # consecutive non-finite steps before score-learn stops
+_FIX = ("lower learning_rate, train over float32 weights (dtype: float32, or auto: bf16 autocast on CPUs that have "
+        "it) or check the data (--set max_steps=2 reproduces it quickly)")
+
+
+class NonFiniteTraining(RuntimeError):
+    """Score learning diverged: its loss or its dev scores are NaN or infinite."""
+
+
 class _Scorer:
     """Differentiable label-token scoring of direct prompts (same inputs as the transformers backend)."""
 
@@ -230,6 +239,11 @@ class _DevFold:
                 scores: list[float] = []
                 for i in range(0, len(seqs), cfg.eval_batch_size):
                     scores += scorer(seqs[i:i + cfg.eval_batch_size]).float().tolist()
+                bad = sum(not math.isfinite(x) for x in scores)
+                if bad:  # NaN scores rank arbitrarily and could win model selection
+                    raise NonFiniteTraining(
+                        f"score-learn: the model gives {bad} of {len(scores)} dev documents of query {q!r} a "
+                        f"non-finite score: its weights diverged; {_FIX}")
                 run[q] = {d: sc - 1e-9 * k for k, (d, sc) in enumerate(zip(head, scores))}
         if was_training:
             scorer.model.train()
@@ -375,6 +389,7 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
     rng = __import__("random").Random(cfg.seed)
     cursor, started, losses = len(order), time.time(), []
     replay_losses: list[float] = []
+    skipped: list[int] = []
     for step in range(1, total + 1):
         opt.zero_grad(set_to_none=True)
         step_loss = 0.0
@@ -397,11 +412,18 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
             replay_loss = replay.loss(model, device, autocast=scorer.autocast)
             (cfg.reasoning_weight * replay_loss).backward()
             replay_losses.append(float(replay_loss.detach()))
-        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        opt.step()
+        if not (math.isfinite(step_loss) and (replay is None or math.isfinite(replay_losses[-1]))):
+            skipped.append(step)  # a non-finite loss's gradients would turn every weight into NaN
+            logger.warning("score-learn step %d: non-finite loss (%s), update skipped", step, step_loss)
+            if skipped[-MAX_NONFINITE:] == list(range(step - MAX_NONFINITE + 1, step + 1)):
+                raise NonFiniteTraining(f"score-learn: the loss was not finite at steps {skipped[-MAX_NONFINITE:]} "
+                                        f"(learning_rate {cfg.learning_rate}, dtype {cfg.dtype}); {_FIX}")
+        else:
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            losses.append(step_loss)
         sched.step()
-        losses.append(step_loss)
-        if step % cfg.logging_steps == 0 or step == total:
+        if losses and (step % cfg.logging_steps == 0 or step == total):
             recent = losses[-cfg.logging_steps:]
             replayed = replay_losses[-cfg.logging_steps:]
             logger.info("score-learn step %d/%d loss %.4f%s (%.1fs)", step, total, sum(recent) / len(recent),
@@ -414,7 +436,10 @@ def run_score_learn(cfg: ScoreLearnConfig) -> Path:
         model.load_state_dict(best_state)
         logger.info("score-learn: keeping the best dev checkpoint (step %d, nDCG@10 %.4f)", best[1], best[0])
     model.eval()
-    extra: dict[str, Any] = {"steps": len(losses), "final_loss": losses[-1], "seconds": round(time.time() - started, 1)}
+    if not losses:
+        raise NonFiniteTraining(f"score-learn: every step's loss was non-finite ({len(skipped)} steps); {_FIX}")
+    extra: dict[str, Any] = {"steps": len(losses), "final_loss": losses[-1], "seconds": round(time.time() - started, 1),
+                             **({"skipped_nonfinite_steps": skipped} if skipped else {})}
     if replay_losses:
         extra["reasoning_replay"] = {"file": cfg.reasoning_file, "weight": cfg.reasoning_weight,
                                      "verdict_share": cfg.reasoning_verdict_share,

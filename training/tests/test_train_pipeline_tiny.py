@@ -93,6 +93,23 @@ def test_sft_changes_weights_and_exports_a_loadable_reranker(sft_direct, tiny_mo
     assert ranked[0].score >= ranked[-1].score
 
 
+def test_export_refuses_weights_that_cannot_score(sft_direct, tmp_path, cfg):
+    """A stage output whose weights turned NaN loads, but scores nothing: export's check fails loudly."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    broken = tmp_path / "broken"
+    shutil.copytree(sft_direct, broken)
+    model = AutoModelForCausalLM.from_pretrained(broken)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.fill_(float("nan"))
+    model.save_pretrained(broken)
+    with pytest.raises(RuntimeError, match="failed its check.*non-finite"):
+        run_export(cfg("export", model=str(broken), output_dir=str(tmp_path / "export")))
+
+
 def test_sft_lora_adapter_is_merged_by_export(tiny_model_dir, explained_file, tmp_path, cfg, changed):
     from reasonrank_train.sft import run_sft
 
@@ -202,6 +219,18 @@ def test_score_learn_keeps_the_best_dev_checkpoint(sft_direct, qrels_file, tiny_
     res = run_eval(cfg("eval", model=str(out), collection=str(tiny_beir), split="test", first_stage=str(run), k=5,
                        backend_options={"device": "cpu"}, progress=False, max_doc_tokens=64))
     assert abs(res.reranked["nDCG@10"] - best["dev_ndcg@10"]) < 1e-3  # the saved model is the best one
+
+
+def test_score_learn_stops_on_a_diverged_loss_instead_of_training_nan_weights(sft_direct, qrels_file, tmp_path, cfg):
+    """A learning rate far too high makes the weights (and so the loss) non-finite: the updates of those steps
+    are skipped and, after a few in a row, the stage stops with an error naming the fix; nothing is saved."""
+    from reasonrank_train.score_learn import NonFiniteTraining, run_score_learn
+
+    with pytest.raises(NonFiniteTraining, match="lower learning_rate"):
+        run_score_learn(cfg("score-learn", model=str(sft_direct), train_file=str(qrels_file),
+                            output_dir=str(tmp_path / "sl"), group_size=3, max_steps=8, learning_rate=1e9,
+                            use_cpu=True, max_doc_tokens=64, clip_labels=True, label_scale=[0, 1]))
+    assert not (tmp_path / "sl").exists()
 
 
 def test_group_loss_needs_a_positive():
