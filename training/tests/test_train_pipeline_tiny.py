@@ -166,6 +166,12 @@ def test_one_lora_adapter_runs_through_every_stage_and_ships_unmerged(tiny_model
         assert a.mode == "direct" and a.labels == (0, 1)
         got, want = a.score("how does bread rise", docs), b.score("how does bread rise", docs)
     assert [r.score for r in got] == pytest.approx([r.score for r in want], abs=1e-4)
+    # a shipped adapter has no tokenizer of its own: training continues it with its base's (round 7 continues
+    # the shipped reasonrank-tiny this way)
+    more = run_score_learn(cfg("score-learn", model=shipped.path, train_file=str(qrels_file),
+                               output_dir=str(tmp_path / "more"), max_steps=1, group_size=3, learning_rate=5e-2,
+                               use_cpu=True, max_doc_tokens=64, clip_labels=True, label_scale=[0, 1], **lora))
+    assert load_file(str(more / "adapter_model.safetensors")).keys() == adapters[0].keys()
 
 
 @pytest.mark.parametrize("mode", ["direct", "reasoning"])
