@@ -65,7 +65,8 @@ def merge_adapter(adapter: str | Path) -> Path:
     folder). The merged folder carries the adapter's ``reasonrank.json`` and tokenizer. Backends load it like
     any checkpoint (vLLM and transformers alike). Needs ``peft`` (``pip install reasonrank[transformers]``).
     """
-    from .models import LOCAL_SMOLLM2, resolve_model  # models.resolve_model merges adapters: a mutual recursion
+    # models.resolve_model merges adapters: a mutual recursion
+    from .models import LOCAL_SMOLLM2, has_tokenizer, resolve_model
 
     adapter = Path(adapter)
     acfg_text = (adapter / "adapter_config.json").read_text(encoding="utf-8")
@@ -91,7 +92,7 @@ def merge_adapter(adapter: str | Path) -> Path:
     logger.info("merging adapter %s into %s at %s (once)", adapter, base, out)
     net = tf.AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     net = peft.PeftModel.from_pretrained(net, str(adapter)).merge_and_unload()
-    tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base)
+    tok_src = adapter if has_tokenizer(adapter) else Path(base)
     tok = tf.AutoTokenizer.from_pretrained(str(tok_src))
     meta = adapter / META_FILE
     return _save_to_cache(net, tok, out, extra={META_FILE: meta.read_bytes()} if meta.is_file() else None)

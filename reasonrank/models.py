@@ -15,7 +15,7 @@ from .conversion import cache_dir, convert_gguf, gguf_cache_path, merge_adapter
 from .metadata import META_FILE, read_model_meta
 
 __all__ = ["PackageMissing", "package_dir", "local_dense_model", "DEFAULT_MODEL", "SHIPPED_MODELS", "shipped_model_dir",
-           "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B",
+           "has_tokenizer", "is_adapter_dir", "merge_adapter", "LOCAL_SMOLLM2", "LOCAL_QWEN_0_5B", "LOCAL_QWEN_1_5B",
            "SPLIT_GGUF_MODELS", "resolve_model", "smollm2_gguf_path", "split_gguf_path", "cache_dir",
            "gguf_cache_path", "convert_gguf", "META_FILE", "read_model_meta"]
 
@@ -128,6 +128,11 @@ def shipped_model_dir(name: str) -> Path:
     if not (path / "adapter_config.json").is_file():
         raise FileNotFoundError(f"the shipped model {name!r} is missing from {path}; reinstall reasonrank")
     return path
+
+
+def has_tokenizer(path: str | Path) -> bool:
+    """A folder with a saved tokenizer (``tokenizer_config.json``); exported adapters ship without one."""
+    return (Path(path) / "tokenizer_config.json").is_file()
 
 
 def is_adapter_dir(path: str | Path) -> bool:

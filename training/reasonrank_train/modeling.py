@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from reasonrank._deps import require
-from reasonrank.models import META_FILE, cache_dir, convert_gguf, is_adapter_dir, read_model_meta, resolve_model
+from reasonrank.models import (
+    META_FILE,
+    cache_dir,
+    convert_gguf,
+    has_tokenizer,
+    is_adapter_dir,
+    read_model_meta,
+    resolve_model,
+)
 
 __all__ = [
     "META_FILE",
@@ -48,16 +56,12 @@ def resolve_train_model(model: str) -> str:
 def load_tokenizer(model: str) -> Any:
     tf = require("transformers", "train")
     path = resolve_train_model(model)
-    if is_adapter_dir(path) and not _has_tokenizer(Path(path)):  # an exported adapter (e.g. the shipped one)
+    if is_adapter_dir(path) and not has_tokenizer(path):  # an exported adapter (e.g. the shipped one)
         path = resolve_train_model(_adapter_base(Path(path)))     # ships without one: its base's
     tok = tf.AutoTokenizer.from_pretrained(path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
-
-
-def _has_tokenizer(path: Path) -> bool:
-    return any((path / name).is_file() for name in ("tokenizer.json", "tokenizer.model", "vocab.json"))
 
 
 def _adapter_base(path: Path) -> str:
