@@ -26,6 +26,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--modes", default="direct", help="comma-separated: direct, reasoning")
     p.add_argument("--max-queries", type=int, default=0, help="first N queries per fold by sorted id (0: all)")
     p.add_argument("--max-doc-tokens", type=int, default=160)
+    p.add_argument("--no-titles", action="store_true",
+                   help="show the models the documents without their titles (the first stages keep theirs): "
+                        "how much a model leans on a title, as untitled chunks give it none")
     p.add_argument("--max-new-tokens", type=int, default=96, help="reasoning mode: explanation budget")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--dtype", default="auto",
@@ -102,7 +106,7 @@ def fingerprint(model: str) -> str:
 
 
 def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[str, float]], qids: list[str],
-                 depth: int, cache: Path) -> tuple[dict[str, dict[str, dict[str, Any]]], float]:
+                 depth: int, cache: Path, *, titles: bool = True) -> tuple[dict[str, dict[str, dict[str, Any]]], float]:
     """Model judgments ``{qid: {docid: row}}`` of the top ``depth`` of each query; cached per query."""
     done: dict[str, dict[str, dict[str, Any]]] = {}
     if cache.is_file():
@@ -116,7 +120,8 @@ def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[st
             if q in done and set(head) <= set(done[q]):
                 continue
             started = time.perf_counter()
-            results = rr.score(fold.queries[q], [fold.corpus[d] for d in head])
+            docs_q = [fold.corpus[d] if titles else replace(fold.corpus[d], title=None) for d in head]
+            results = rr.score(fold.queries[q], docs_q)
             seconds += time.perf_counter() - started
             docs += len(head)
             done[q] = {}
@@ -183,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, dtype=args.dtype) as rr:
                     dtype = str(getattr(rr.backend, "dtype", "na")).replace("torch.", "")  # as resolved here
+                    untitled = "-untitled" if args.no_titles else ""
                     judged, dps = score_system(rr, fold, first, qids, args.depth, args.out / fname /
-                                               f"{sname}-{prints[sname]}-{dtype}-{mode}-{args.first_stage}.jsonl")
+                                               f"{sname}-{prints[sname]}-{dtype}-{mode}-{args.first_stage}{untitled}.jsonl",
+                                               titles=not args.no_titles)
                 judged = {q: judged[q] for q in qids}
                 agg, _ = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
                 flat = [r for q in judged.values() for r in q.values()]

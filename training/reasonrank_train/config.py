@@ -236,6 +236,9 @@ class ScoreLearnConfig(ModelFields, LoraFields):
     inject_noise: float = _h("loss: group - probability that one document of any label in a group carries "
                              "planted text with no signal (another document's sentence, or a promotion/demotion "
                              "phrasing on a document of either label): extra text must not move the score.", 0.0)
+    drop_title: float = _h("loss: group - share of groups whose documents lose their titles, so the text is "
+                           "judged, not a title matched against the question (untitled documents: the Python "
+                           "FAQ, most users' chunks; reasonrank_train.augment.drop_titles).", 0.0)
     source_repeat: dict[str, int] = _h("loss: group - repeat the groups of these training sources this many "
                                        "times (e.g. {python-faq: 4}: a small source gets more weight).", {})
     reasoning_file: str | None = _h("Teacher explanations (jsonl with `explanation`, e.g. "
@@ -292,7 +295,7 @@ class ScoreLearnConfig(ModelFields, LoraFields):
             raise ConfigError(f"loss must be 'group', 'listwise' or 'pointwise', got {self.loss!r}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (a positive and at least one negative), got {self.group_size}")
-        for name in ("inject_promote", "inject_demote", "inject_noise"):
+        for name in ("inject_promote", "inject_demote", "inject_noise", "drop_title"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
             if getattr(self, name) and self.loss != "group":
@@ -371,6 +374,29 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         raise ConfigError(f"override {exc.item!r} must look like key=value, e.g. --set max_steps=2") from None
 
 
+def _numbers(known: Mapping[str, dataclasses.Field], values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Values of float options given as text become floats: YAML 1.1 reads ``2e-4`` (no dot) as a string,
+    which would otherwise fail deep inside the optimiser; text that is no number is a ConfigError.
+
+    Example:
+        >>> from reasonrank_train.config import ScoreLearnConfig
+        >>> _numbers(_init_fields(ScoreLearnConfig), {"learning_rate": "2e-4", "model": "m"}, "x")
+        {'learning_rate': 0.0002, 'model': 'm'}
+    """
+    out = dict(values)
+    for name, value in values.items():
+        kind = known[name].type
+        kind = kind if isinstance(kind, str) else str(kind)
+        if not isinstance(value, str) or "float" not in kind or "str" in kind:
+            continue
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise ConfigError(f"{source}: option {name!r} must be a number (e.g. {name}: 2.0e-4), got {value!r}") \
+                from None
+    return out
+
+
 def build_config(stage: str, values: Mapping[str, Any], *, source: str = "config") -> Any:
     """Instantiate the stage's config from a mapping; unknown keys fail with the closest valid names."""
     cls = config_class(stage)
@@ -383,7 +409,7 @@ def build_config(stage: str, values: Mapping[str, Any], *, source: str = "config
             f"run `reasonrank-train {stage} --help-config` to list the options"
         raise ConfigError(f"{source}: unknown option {key!r} for stage {stage!r}; {hint}")
     try:
-        return cls(**values)
+        return cls(**_numbers(known, values, source))
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:  # TRL/transformers validation: keep their message, name the stage

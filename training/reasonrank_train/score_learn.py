@@ -277,6 +277,10 @@ def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example
 
             groups = inject(groups, promote=cfg.inject_promote, demote=cfg.inject_demote, noise=cfg.inject_noise,
                             seed=cfg.seed)
+        if cfg.drop_title:
+            from .augment import drop_titles
+
+            groups = drop_titles(groups, rate=cfg.drop_title, seed=cfg.seed + 1)
         return groups
     lists = candidate_lists(examples, list_size=cfg.list_size, seed=cfg.seed)
     if not lists:

@@ -60,6 +60,7 @@ def test_grpo_defaults_follow_mode(qrels_file, tmp_path):
     ("score-learn", {"output_dir": None}, r"set `output_dir:`"),
     ("score-learn", {"load_in_4bit": True, "use_lora": True}, r"set load_in_4bit: false"),
     ("score-learn", {"inject_promote": 1.5}, r"inject_promote is a probability"),
+    ("score-learn", {"drop_title": -0.1}, r"drop_title is a probability"),
     ("score-learn", {"inject_demote": 0.2, "loss": "listwise"}, r"set loss: group or inject_demote: 0"),
 ])
 def test_bad_score_learn_configs(qrels_file, tmp_path, stage, opts, fix):
@@ -125,3 +126,16 @@ def test_recipe_rejects_an_unknown_stage_name_instead_of_skipping_it(capsys):
     assert main(["recipe", "--config", config, "--stages", "score_learn,export"]) == 2
     err = capsys.readouterr().err
     assert "'score_learn'" in err and "score-learn" in err
+
+
+@pytest.mark.parametrize("stage", ["sft", "score-learn"])
+def test_float_options_written_without_a_dot_are_numbers(qrels_file, tmp_path, stage):
+    # YAML 1.1 reads 2e-4 as the string '2e-4': it used to reach torch's AdamW and fail there with a TypeError
+    f = tmp_path / "c.yaml"
+    f.write_text(f"{stage.replace('-', '_')}:\n  model: tiny-random\n  train_file: {qrels_file}\n"
+                 f"  output_dir: {tmp_path / 'o'}\n  use_cpu: true\n  learning_rate: 3e-5\n")
+    assert load_config(f, stage).learning_rate == pytest.approx(3e-5)
+    c = load_config(f, stage, parse_overrides(["learning_rate=2e-4", "max_steps=2"]))
+    assert (c.learning_rate, c.max_steps) == (pytest.approx(2e-4), 2)
+    with pytest.raises(ConfigError, match=r"'learning_rate' must be a number \(e.g. learning_rate: 2.0e-4\), got 'fast'"):
+        load_config(f, stage, parse_overrides(["learning_rate=fast"]))

@@ -109,3 +109,32 @@ def test_noise_augmentation_plants_signal_free_text_on_either_label():
     assert inject(groups, promote=0.0, demote=0.0, noise=0.5, seed=5) == out
     with pytest.raises(ValueError, match="noise must be a probability"):
         inject(groups, promote=0.0, demote=0.0, noise=-0.1)
+
+
+def test_title_dropout_takes_whole_groups_titles_and_nothing_else(tmp_path):
+    from reasonrank_train.augment import drop_titles
+    from reasonrank_train.config import ScoreLearnConfig
+    from reasonrank_train.data import Example
+    from reasonrank_train.score_learn import _groups
+
+    groups = [[Example(f"q{i}", "p", f"query {i}", "on topic", 1, title=f"Page {i}"),
+               *[Example(f"q{i}", f"n{j}", f"query {i}", f"off {j}", 0, title=f"Other {j}") for j in range(4)]]
+              for i in range(400)]
+    out = drop_titles(groups, rate=0.5, seed=2)
+    untitled = [g for g in out if g[0].title is None]
+    assert 160 < len(untitled) < 240, len(untitled)
+    assert all(e.title is None for g in untitled for e in g)  # whole groups, never mixed
+    assert all(e.title is not None for g in out if g[0].title is not None for e in g)
+    strip = [[(e.qid, e.docid, e.query, e.text, e.label) for e in g] for g in groups]
+    assert [[(e.qid, e.docid, e.query, e.text, e.label) for e in g] for g in out] == strip
+    assert drop_titles(groups, rate=0.5, seed=2) == out and drop_titles(groups, rate=0.0) == groups
+    # score-learn applies it when configured (drop_title: 1.0 leaves no title)
+    (tmp_path / "x.jsonl").write_text("")
+    opts = {"model": "tiny-random", "train_file": str(tmp_path / "x.jsonl"), "output_dir": "o", "group_size": 3,
+            "use_cpu": True}
+    cfg = ScoreLearnConfig(**opts, drop_title=1.0)
+    flat = [e for g in groups[:20] for e in g]
+    assert all(e.title is None for g in _groups(cfg, flat) for e in g)
+    assert all(e.title for g in _groups(ScoreLearnConfig(**opts), flat) for e in g)
+    with pytest.raises(ValueError, match="drop_title must be a probability"):
+        drop_titles(groups, rate=1.5)
