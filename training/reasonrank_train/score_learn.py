@@ -187,7 +187,7 @@ def _device(cfg: ScoreLearnConfig, torch: Any) -> str:
 
 def _dtype(cfg: ScoreLearnConfig, torch: Any, device: str) -> Any:
     dtype = resolve_dtype(cfg.dtype, torch)
-    if dtype is None:  # auto: fp32 master weights; bf16 compute comes from autocast (see _autocast)
+    if dtype is None:  # auto: bf16 weights on a bf16 GPU (PEFT keeps adapter weights fp32); fp32 on CPU (see _autocast)
         return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
     return dtype
 
