@@ -6,7 +6,8 @@ For every fold: BM25, dense and their union (the runs the data builder wrote), t
 reranking the top ``--depth`` of the ``--first-stage`` run in each ``--modes`` mode. Model scores are cached
 per query in ``--out`` under the system's name, its weights' fingerprint and the dtype it ran in (a rerun
 resumes; new weights under an old name, or the same ones in another dtype, are scored anew), so adding a
-system or a mode only scores what is new. The fusion weight (``ReasoningReranker(fusion_weight=...)``) is
+system or a mode only scores what is new. *Doc share* (:func:`document_share`) is the share of a model's score
+variance that the document alone explains: high when some documents score high whatever is asked. The fusion weight (``ReasoningReranker(fusion_weight=...)``) is
 tuned on ``--tune-fold``: its own figure there is cross-fitted (weight tuned on one half of the queries,
 measured on the other, both ways), and the weight tuned on the whole fold is applied unchanged to the other
 folds.
@@ -24,6 +25,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import sys
 import time
 from dataclasses import replace
@@ -147,6 +149,30 @@ def _reranked(judged: dict[str, dict[str, dict[str, Any]]], run: dict[str, dict[
     return out
 
 
+def document_share(judged: dict[str, dict[str, dict[str, Any]]], min_queries: int = 3) -> float | None:
+    """Share of the variance of a model's scores (as logits) that the document alone explains: 1 - the
+    variance left after subtracting each document's mean score over the queries that judged it, over the
+    documents judged for at least ``min_queries`` queries. Near 0: a document's score depends on the query;
+    high: some documents score high (or low) whatever is asked. None when no document recurs (one query's
+    candidates rarely are another's, except in small corpora such as the Python FAQ). Read it where the
+    queries are unrelated to each other (the Python FAQ's): FanOutQA's sub-questions of one question share
+    their candidates and their relevant pages, so documents there rightly keep similar scores across them.
+    """
+    by_doc: dict[str, list[float]] = {}
+    for rows in judged.values():
+        for d, r in rows.items():
+            p = min(max(float(r["score"]), 1e-6), 1 - 1e-6)
+            by_doc.setdefault(d, []).append(math.log(p / (1 - p)))
+    vals = [v for v in by_doc.values() if len(v) >= min_queries]
+    flat = [x for v in vals for x in v]
+    if len(vals) < 2:
+        return None
+    mean = sum(flat) / len(flat)
+    total = sum((x - mean) ** 2 for x in flat)
+    within = sum((x - sum(v) / len(v)) ** 2 for v in vals for x in v)
+    return 1 - within / total if total else None
+
+
 def _cross_fitted(qrels: dict, run: dict, judged: dict, depth: int) -> float:
     """nDCG@10 of fusion with the weight tuned on the other half of the queries (by a hash of the id)."""
     halves = [{q for q in judged if int(hashlib.sha1(q.encode()).hexdigest(), 16) % 2 == h} for h in (0, 1)]
@@ -198,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"fold": fname, "system": sname, "mode": mode, "queries": len(qids), **agg,
                        "docs_per_s": round(dps, 2),
                        "parse_rate": sum(r["parse_ok"] for r in flat) / len(flat),
-                       "errors": sum(bool(r["error"]) for r in flat)}
+                       "errors": sum(bool(r["error"]) for r in flat), "doc_share": document_share(judged)}
                 model_scores = {q: {d: judged[q][d]["score"] for d in _head(first[q], args.depth)} for q in qids}
                 if fname == args.tune_fold:
                     weights[(sname, mode)], _ = tune_fusion_weight(qrels, {q: first[q] for q in qids}, model_scores)
@@ -218,11 +244,12 @@ def main(argv: list[str] | None = None) -> int:
                                                        "rows": rows}, indent=2), encoding="utf-8")
     print(f"\nfirst stage: {args.first_stage}, depth {args.depth}; fusion weight tuned on {args.tune_fold} "
           "(cross-fitted there)\n")
-    print("| fold | system | mode | queries | nDCG@10 | R@10 | fused nDCG@10 (weight) | parse rate | docs/s |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| fold | system | mode | queries | nDCG@10 | R@10 | fused nDCG@10 (weight) | parse rate | docs/s | doc share |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         fused = f"{r['fused_nDCG@10']:.3f} ({r['fusion_weight']})" if r.get("fused_nDCG@10") is not None else ""
-        extra = (f"{r['parse_rate']:.1%} | {r['docs_per_s']}" if "parse_rate" in r else " | ")
+        share = "" if r.get("doc_share") is None else f"{r['doc_share']:.2f}"
+        extra = (f"{r['parse_rate']:.1%} | {r['docs_per_s']} | {share}" if "parse_rate" in r else " | | ")
         print(f"| {r['fold']} | {r['system']} | {r['mode']} | {r['queries']} | {r['nDCG@10']:.3f} | "
               f"{r['R@10']:.3f} | {fused} | {extra} |")
     if args.weight_grid:

@@ -239,6 +239,11 @@ class ScoreLearnConfig(ModelFields, LoraFields):
     drop_title: float = _h("loss: group - share of groups whose documents lose their titles, so the text is "
                            "judged, not a title matched against the question (untitled documents: the Python "
                            "FAQ, most users' chunks; reasonrank_train.augment.drop_titles).", 0.0)
+    query_negatives: int = _h("loss: group - also one group per positive pair that keeps its document and "
+                              "changes the question: the pair against the document under this many other "
+                              "training questions it does not answer (those that mined it as a negative first), "
+                              "so a document cannot score high whatever is asked (reasonrank_train.groups; 0: off).",
+                              0)
     source_repeat: dict[str, int] = _h("loss: group - repeat the groups of these training sources this many "
                                        "times (e.g. {python-faq: 4}: a small source gets more weight).", {})
     reasoning_file: str | None = _h("Teacher explanations (jsonl with `explanation`, e.g. "
@@ -300,6 +305,13 @@ class ScoreLearnConfig(ModelFields, LoraFields):
                 raise ConfigError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
             if getattr(self, name) and self.loss != "group":
                 raise ConfigError(f"{name} augments group losses only; set loss: group or {name}: 0")
+        if not isinstance(self.query_negatives, int) or isinstance(self.query_negatives, bool) \
+                or self.query_negatives < 0:
+            raise ConfigError(f"query_negatives must be an int >= 0 (other questions per document; 0: off), got "
+                              f"{self.query_negatives!r}")
+        if self.query_negatives and self.loss != "group":
+            raise ConfigError("query_negatives builds groups for loss: group only; set loss: group or "
+                              "query_negatives: 0")
         if self.reasoning_weight < 0:
             raise ConfigError(f"reasoning_weight must be >= 0, got {self.reasoning_weight}")
         if self.reasoning_weight and not self.reasoning_file:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,10 @@ from reasonrank.templates import DIRECT_TEMPLATE
 
 from .config import ScoreLearnConfig
 from .data import Example, candidate_lists, read_examples, render_example
+from .groups import positive_groups, query_groups, repeat_sources
 from .modeling import load_tokenizer, load_trainable, write_meta
 
-__all__ = ["expected_scores", "group_loss", "label_margin", "listwise_loss", "pointwise_loss", "positive_groups",
-           "run_score_learn"]
+__all__ = ["expected_scores", "group_loss", "label_margin", "listwise_loss", "pointwise_loss", "run_score_learn"]
 
 logger = logging.getLogger(__name__)
 
@@ -100,34 +100,6 @@ def label_margin(label_logprobs: Any) -> Any:
         [1.3863]
     """
     return label_logprobs[:, -1] - label_logprobs[:, 0]
-
-
-def positive_groups(examples: Sequence[Example], *, group_size: int, seed: int = 0) -> list[list[Example]]:
-    """One group per positive: the positive and ``group_size - 1`` negatives of its query (seeded sample).
-
-    Queries without a positive or without a negative give no group.
-
-    Example:
-        >>> exs = [Example("q", "p", "q", "t", 1)] + [Example("q", f"n{i}", "q", "t", 0) for i in range(5)]
-        >>> exs.append(Example("q2", "n", "q2", "t", 0))  # no positive: no group
-        >>> [[e.label for e in g] for g in positive_groups(exs, group_size=3)]
-        [[1, 0, 0]]
-    """
-    import random
-
-    by_q: dict[str, list[Example]] = {}
-    for ex in examples:
-        by_q.setdefault(ex.qid, []).append(ex)
-    rng = random.Random(seed)
-    out = []
-    for q in sorted(by_q):
-        pos = [e for e in by_q[q] if e.label > 0]
-        neg = [e for e in by_q[q] if e.label <= 0]
-        if not neg:
-            continue
-        for p in pos:
-            out.append([p, *rng.sample(neg, min(len(neg), group_size - 1))])
-    return out
 
 
 def expected_scores(label_logprobs: Any, labels: Sequence[int]) -> Any:
@@ -267,8 +239,10 @@ class _DevEval:
 
 def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example]]:
     if cfg.loss == "group":
-        groups = repeat_sources(positive_groups(examples, group_size=cfg.group_size, seed=cfg.seed),
-                                cfg.source_repeat)
+        groups = positive_groups(examples, group_size=cfg.group_size, seed=cfg.seed)
+        if cfg.query_negatives:
+            groups += query_groups(examples, negatives=cfg.query_negatives, seed=cfg.seed + 2)
+        groups = repeat_sources(groups, cfg.source_repeat)
         if not groups:
             raise ValueError(f"{cfg.train_file} has no query with a positive and a negative; group score learning "
                              "needs both (build data with `reasonrank-train data`)")
@@ -287,21 +261,6 @@ def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example
         raise ValueError(f"{cfg.train_file} has no query with two or more documents; score learning ranks a "
                          "query's candidates against each other: generate with candidates_per_query >= 2")
     return lists
-
-
-def repeat_sources(groups: Sequence[Sequence[Example]], repeat: Mapping[str, int]) -> list[list[Example]]:
-    """``groups`` with each group whose positive comes from a source in ``repeat`` used that many times.
-
-    Example:
-        >>> g = [[Example("a", "p", "q", "t", 1, source="faq")], [Example("b", "p", "q", "t", 1, source="wiki")]]
-        >>> [grp[0].qid for grp in repeat_sources(g, {"faq": 3})]
-        ['a', 'a', 'a', 'b']
-    """
-    out: list[list[Example]] = []
-    for group in groups:
-        src = next((e.source for e in group if e.label > 0), group[0].source if group else "")
-        out += [list(group)] * int(repeat.get(src, 1))
-    return out
 
 
 def run_score_learn(cfg: ScoreLearnConfig) -> Path:

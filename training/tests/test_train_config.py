@@ -61,6 +61,8 @@ def test_grpo_defaults_follow_mode(qrels_file, tmp_path):
     ("score-learn", {"load_in_4bit": True, "use_lora": True}, r"set load_in_4bit: false"),
     ("score-learn", {"inject_promote": 1.5}, r"inject_promote is a probability"),
     ("score-learn", {"drop_title": -0.1}, r"drop_title is a probability"),
+    ("score-learn", {"query_negatives": -1}, r"query_negatives must be an int >= 0"),
+    ("score-learn", {"query_negatives": 2, "loss": "listwise"}, r"set loss: group or\s+query_negatives: 0"),
     ("score-learn", {"inject_demote": 0.2, "loss": "listwise"}, r"set loss: group or inject_demote: 0"),
 ])
 def test_bad_score_learn_configs(qrels_file, tmp_path, stage, opts, fix):

@@ -9,6 +9,7 @@ import reasonrank_train.augment
 import reasonrank_train.completion_loss
 import reasonrank_train.config
 import reasonrank_train.data
+import reasonrank_train.groups
 import reasonrank_train.rewards
 import reasonrank_train.score_learn
 from reasonrank_train.rewards import format_reward, label_reward, length_penalty, make_reward_funcs
@@ -16,7 +17,7 @@ from reasonrank_train.rewards import format_reward, label_reward, length_penalty
 
 @pytest.mark.parametrize("module", [reasonrank_train.rewards, reasonrank_train.config, reasonrank_train.data,
                                     reasonrank_train.score_learn, reasonrank_train.augment,
-                                    reasonrank_train.completion_loss], ids=lambda m: m.__name__)
+                                    reasonrank_train.completion_loss, reasonrank_train.groups], ids=lambda m: m.__name__)
 def test_doctests(module):
     res = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert res.attempted > 0, f"{module.__name__} has no doctests"
@@ -138,3 +139,45 @@ def test_title_dropout_takes_whole_groups_titles_and_nothing_else(tmp_path):
     assert all(e.title for g in _groups(ScoreLearnConfig(**opts), flat) for e in g)
     with pytest.raises(ValueError, match="drop_title must be a probability"):
         drop_titles(groups, rate=1.5)
+
+
+def test_query_groups_keep_the_document_and_change_the_question(tmp_path):
+    from reasonrank_train.config import ScoreLearnConfig
+    from reasonrank_train.data import Example
+    from reasonrank_train.groups import query_groups
+    from reasonrank_train.score_learn import _groups
+
+    exs = []
+    for i in range(12):  # FAQ-like: one answer per question; answer i is mined as a negative of question i+1
+        src = "faq" if i < 8 else "wiki"
+        exs.append(Example(f"q{i}", f"d{i}", f"question {i}", f"answer {i}", 1, source=src))
+        exs.append(Example(f"q{i}", f"d{(i - 1) % 12}", f"question {i}", f"answer {(i - 1) % 12}", 0, source=src))
+    exs.append(Example("q1b", "d1", "question 1", "answer 1", 1, source="faq"))  # same text, other id
+    exs.append(Example("q12", "d3", "question 12", "answer 3", 1, source="faq"))  # d3 answers two questions
+    groups = query_groups(exs, negatives=3, seed=4)
+    assert len(groups) == sum(e.label > 0 for e in exs)
+    for g in groups:
+        pos, negs = g[0], g[1:]
+        assert pos.label == 1 and all(e.label == 0 for e in negs) and 1 <= len(negs) <= 3
+        assert {(e.docid, e.text, e.title, e.source) for e in g} == {(pos.docid, pos.text, pos.title, pos.source)}
+        assert len({e.qid for e in g}) == len(g)
+        assert all(e.query != pos.query for e in negs)  # never the positive's own question text
+        answers = {e.qid for e in exs if e.docid == pos.docid and e.label > 0}
+        assert not answers & {e.qid for e in negs}, (pos, negs)  # never a question the document answers
+        mined = {e.qid for e in exs if e.docid == pos.docid and e.label <= 0}
+        src_qids = {e.qid for e in exs if e.source == pos.source}
+        assert {e.qid for e in negs} <= src_qids | mined  # questions that mined it, then its own source's
+    by_pos = {(g[0].qid, g[0].docid): g for g in groups}
+    assert "q5" in {e.qid for e in by_pos[("q4", "d4")][1:]}  # the question that mined d4 as a negative comes first
+    assert query_groups(exs, negatives=3, seed=4) == groups
+    with pytest.raises(ValueError, match="query_negatives must be >= 1"):
+        query_groups(exs, negatives=0)
+    # score-learn adds them to the query groups when configured
+    (tmp_path / "x.jsonl").write_text("")
+    opts = {"model": "tiny-random", "train_file": str(tmp_path / "x.jsonl"), "output_dir": "o", "group_size": 2,
+            "use_cpu": True}
+    plain = _groups(ScoreLearnConfig(**opts), exs)
+    both = _groups(ScoreLearnConfig(**opts, query_negatives=3), exs)
+    assert all(len({e.qid for e in g}) == 1 for g in plain)
+    assert len(both) == len(plain) + len(groups)
+    assert sum(len({e.qid for e in g}) > 1 for g in both) == len(groups)
