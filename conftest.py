@@ -48,6 +48,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
+def load_benchmark():
+    """``load_benchmark("engine")``: the script ``benchmarks/engine.py`` imported as a module (benchmarks are
+    scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"rr_bench_{name}",
+                                                      Path(__file__).resolve().parent / "benchmarks" / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        return mod
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny Llama + trained BPE tokenizer (safetensors), built once per session."""
     from reasonrank.testing import build_tiny_model

@@ -3,33 +3,22 @@ fold (scores cached per system and dtype, with and without titles, and the table
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "engine.py"
 TINY_BEIR = ROOT / "training" / "configs" / "data" / "tiny-beir"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("rr_engine", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _judged(score):
     return {q: {d: {"score": score(q, d)} for d in ("a", "b", "c", "d")} for q in range(6)}
 
 
-def test_document_share_separates_document_priors_from_query_dependence() -> None:
-    bench = _load()
+def test_document_share_separates_document_priors_from_query_dependence(load_benchmark) -> None:
+    bench = load_benchmark("engine")
     prior = {"a": 0.9, "b": 0.6, "c": 0.3, "d": 0.1}
     assert bench.document_share(_judged(lambda q, d: prior[d])) == pytest.approx(1.0)
     # each document scores high for one query only: its mean explains almost nothing
@@ -41,10 +30,11 @@ def test_document_share_separates_document_priors_from_query_dependence() -> Non
     assert bench.document_share(_judged(lambda q, d: 0.0 if d == "a" else 1.0)) == pytest.approx(1.0)  # no NaN
 
 
-def test_the_benchmark_runs_with_and_without_titles(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+def test_the_benchmark_runs_with_and_without_titles(load_benchmark, tiny_model_dir: Path, tmp_path: Path,
+                                                    capsys) -> None:
     from reasonrank.evaluation import bm25_search, load_beir, write_trec_run
 
-    bench = _load()
+    bench = load_benchmark("engine")
     fold = tmp_path / "tiny-dev"
     shutil.copytree(TINY_BEIR, fold)
     (fold / "runs").mkdir()

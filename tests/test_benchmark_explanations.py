@@ -3,29 +3,18 @@ variants (reasoning, explain_top_k's verdict-given prompt) with the tiny model o
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "explanations.py"
 TINY_BEIR = ROOT / "training" / "configs" / "data" / "tiny-beir"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("rr_explanations", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def test_stance_and_grounding_rules() -> None:
-    bench = _load()
+def test_stance_and_grounding_rules(load_benchmark) -> None:
+    bench = load_benchmark("explanations")
     assert bench.stance("The document defines BM25, which the query asks about.") == 1
     assert bench.stance("The document is about pasta. It is unrelated to the query.") == 0
     assert bench.stance("It does not directly answer the query but does provide relevant information.") == 1
@@ -40,10 +29,10 @@ def test_stance_and_grounding_rules() -> None:
     assert bench.model_words(led, REASONING_TEMPLATE, (0, 1), 0, "explain") == led  # not the lead of label 0
 
 
-def test_pairs_are_balanced_and_summary_counts_each_side() -> None:
+def test_pairs_are_balanced_and_summary_counts_each_side(load_benchmark) -> None:
     from reasonrank.evaluation import load_beir
 
-    bench = _load()
+    bench = load_benchmark("explanations")
     fold = load_beir(TINY_BEIR, "test")
     q = sorted(fold.qrels)[0]
     rel = next(d for d, r in fold.qrels[q].items() if r > 0)
@@ -58,10 +47,10 @@ def test_pairs_are_balanced_and_summary_counts_each_side() -> None:
     assert got["polarity_vs_verdict"] == 1.0 and got["parse_rate"] == pytest.approx(2 / 3, abs=1e-3)
 
 
-def test_the_benchmark_runs_both_variants(tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
+def test_the_benchmark_runs_both_variants(load_benchmark, tiny_model_dir: Path, tmp_path: Path, capsys) -> None:
     from reasonrank.evaluation import bm25_search, load_beir, write_trec_run
 
-    bench = _load()
+    bench = load_benchmark("explanations")
     fold = tmp_path / "tiny-dev"
     shutil.copytree(TINY_BEIR, fold)
     (fold / "runs").mkdir()
