@@ -6,11 +6,11 @@ For every fold: BM25, dense and their union (the runs the data builder wrote), t
 reranking the top ``--depth`` of the ``--first-stage`` run in each ``--modes`` mode. Model scores are cached
 per query in ``--out`` under the system's name, its weights' fingerprint and the dtype it ran in (a rerun
 resumes; new weights under an old name, or the same ones in another dtype, are scored anew), so adding a
-system or a mode only scores what is new. *Doc share* (:func:`document_share`) is the share of a model's score
-variance that the document alone explains: high when some documents score high whatever is asked. The fusion weight (``ReasoningReranker(fusion_weight=...)``) is
-tuned on ``--tune-fold``: its own figure there is cross-fitted (weight tuned on one half of the queries,
-measured on the other, both ways), and the weight tuned on the whole fold is applied unchanged to the other
-folds.
+system or a mode only scores what is new. *Doc share* (:func:`document_share`) is the share of a model's
+score variance that the document alone explains: high when some documents score high whatever is asked.
+The fusion weight (``ReasoningReranker(fusion_weight=...)``) is tuned on ``--tune-fold``: its own figure
+there is cross-fitted (weight tuned on one half of the queries, measured on the other, both ways), and the
+weight tuned on the whole fold is applied unchanged to the other folds.
 
 Example (the docs/benchmarks.md table)::
 

@@ -271,13 +271,9 @@ def test_rerank_run_rejects_foreign_runs(tiny_model_dir: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- CLI
-def test_evaluate_cli_writes_runs_and_tables(tiny_model_dir: Path, tmp_path: Path,
+def test_evaluate_cli_writes_runs_and_tables(load_benchmark, tiny_model_dir: Path, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("rr_bench_evaluate", ROOT / "benchmarks" / "evaluate.py")
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+    cli = load_benchmark("evaluate")
     out = tmp_path / "out"
     rc = cli.main(["--collection", str(SAMPLE_BEIR), "--model", str(tiny_model_dir), "--mode", "direct",
                    "--k", "6", "--rerank-k", "3", "--max-queries", "3", "--measures", "nDCG@10,RR@10",

@@ -66,11 +66,13 @@ def query_groups(examples: Sequence[Example], *, negatives: int, seed: int = 0) 
     if negatives < 1:
         raise ValueError(f"query_negatives must be >= 1 other questions per document, got {negatives}")
     text: dict[str, str] = {}
+    same: dict[str, str] = {}  # the question text, case and spacing folded: equal texts are one question
     source: dict[str, str] = {}
     answers: dict[str, set[str]] = {}
     confused: dict[str, list[str]] = {}
     for ex in examples:
-        text.setdefault(ex.qid, ex.query)
+        if ex.qid not in text:
+            text[ex.qid], same[ex.qid] = ex.query, " ".join(ex.query.lower().split())
         if ex.label > 0:
             answers.setdefault(ex.qid, set()).add(ex.docid)
             source.setdefault(ex.qid, ex.source)
@@ -79,22 +81,21 @@ def query_groups(examples: Sequence[Example], *, negatives: int, seed: int = 0) 
     by_source: dict[str, list[str]] = {}
     for q in sorted(source):
         by_source.setdefault(source[q], []).append(q)
+
+    def usable(q: str, p: Example) -> bool:
+        return q != p.qid and p.docid not in answers.get(q, ()) and same[q] != same[p.qid]
+
     rng = random.Random(seed)
     out = []
     for p in sorted((e for e in examples if e.label > 0), key=lambda e: (e.qid, e.docid)):
-        own = " ".join(p.query.lower().split())
-
-        def usable(q: str, p: Example = p, own: str = own) -> bool:
-            return (q != p.qid and p.docid not in answers.get(q, ()) and " ".join(text[q].lower().split()) != own)
-
-        hard = sorted({q for q in confused.get(p.docid, ()) if usable(q)})
+        hard = sorted({q for q in confused.get(p.docid, ()) if usable(q, p)})
         chosen = rng.sample(hard, min(len(hard), negatives))
         pool = by_source.get(p.source, [])
         tries = 0
         while len(chosen) < negatives and tries < 4 * negatives and pool:
             q = rng.choice(pool)
             tries += 1
-            if usable(q) and q not in chosen:
+            if usable(q, p) and q not in chosen:
                 chosen.append(q)
         if chosen:
             out.append([p, *(Example(q, p.docid, text[q], p.text, 0, title=p.title, source=p.source)

@@ -10,6 +10,8 @@ over a query's candidate list:
   a positive): softmax cross-entropy over the group on the label-logit margin ``m = log p(top) - log
   p(bottom)``, plus ``bce_weight`` x binary cross-entropy of ``sigmoid(m)`` against the gold label (the
   ProRank / mxbai-rerank-v2 recipe: a ranking loss and a calibrated pointwise one on the same logits);
+  with ``query_negatives``, also groups that keep a positive's document and change the question
+  (:mod:`reasonrank_train.groups`);
 * ``listwise`` - ListNet: cross-entropy between ``softmax(gold / top / T)`` and ``softmax(score / T)``;
 * ``pointwise`` - squared error between the score and ``gold / top``.
 
@@ -264,7 +266,7 @@ def _groups(cfg: ScoreLearnConfig, examples: list[Example]) -> list[list[Example
 
 
 def run_score_learn(cfg: ScoreLearnConfig) -> Path:
-    """Train on query groups and save the model (with ``use_lora``, its adapter) + tokenizer +
+    """Train on groups (or candidate lists) and save the model (with ``use_lora``, its adapter) + tokenizer +
     ``reasonrank.json``; with a dev fold, the best checkpoint by dev nDCG@10."""
     torch = require("torch", "train")
     torch.manual_seed(cfg.seed)
