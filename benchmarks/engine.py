@@ -57,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="show the models the documents without their titles (the first stages keep theirs): "
                         "how much a model leans on a title, as untitled chunks give it none")
     p.add_argument("--max-new-tokens", type=int, default=96, help="reasoning mode: explanation budget")
+    p.add_argument("--prior-weights", default="0",
+                   help="comma-separated ReasoningReranker(prior_weight=...) values; each system runs at each "
+                        "(direct mode), labelled NAME+priorW; 0: off")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--dtype", default="auto",
                    help="model dtype; auto: the reranker's default (bf16 on CPUs with native bf16, ~1.7x faster "
@@ -79,7 +82,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not sep or not name or not model:
             p.error(f"--system {spec!r}: write NAME=MODEL, e.g. --system shipped=reasonrank-tiny")
         systems.append((name, model))
-    args.system = systems
+    try:
+        priors = [float(w) for w in args.prior_weights.split(",") if w.strip()]
+    except ValueError:
+        p.error(f"--prior-weights {args.prior_weights!r}: write numbers in [0, 1], e.g. 0,0.5")
+    if any(not 0 <= w <= 1 for w in priors) or (any(priors) and args.modes != ["direct"]):
+        p.error("--prior-weights: numbers in [0, 1], with --modes direct (the prior calibrates direct mode)")
+    args.system = [(name if not w else f"{name}+prior{w:g}", model, w) for name, model in systems for w in priors]
     return args
 
 
@@ -197,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     weights: dict[tuple[str, str], float] = {}
     order = [args.tune_fold, *[n for n in folds if n != args.tune_fold]]
-    prints = {sname: fingerprint(model) for sname, model in args.system}  # hashed once, used per fold and mode
+    prints = {sname: fingerprint(model) for sname, model, _ in args.system}  # hashed once, used per fold and mode
     for fname in order:
         fold, path = folds[fname]
         first = read_trec_run(path / "runs" / f"{args.first_stage}.trec")
@@ -208,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
             if f.is_file():
                 agg, _ = evaluate(qrels, read_trec_run(f), MEASURES)
                 rows.append({"fold": fname, "system": name, "mode": "first stage", "queries": len(qids), **agg})
-        for sname, model in args.system:
+        for sname, model, prior in args.system:
             for mode in args.modes:
-                with ReasoningReranker(model, mode=mode, label_scale=args.labels,
+                with ReasoningReranker(model, mode=mode, label_scale=args.labels, prior_weight=prior,
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, dtype=args.dtype) as rr:
                     dtype = str(getattr(rr.backend, "dtype", "na")).replace("torch.", "")  # as resolved here

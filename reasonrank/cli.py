@@ -63,6 +63,9 @@ def _build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--fusion-weight", type=float, default=None,
                     help="fuse the reranker score with the first-stage score (0..1; needs first-stage scores: "
                          "--first-stage bm25 or a 'score' per document)")
+    rr.add_argument("--prior-weight", type=float, default=None,
+                    help="direct mode: divide each document's prior (its label distribution under a content-free "
+                         "query) out of its score, 0..1 (up to one more forward pass per document)")
     rr.add_argument("--mode", choices=("reasoning", "direct"), default=None,
                     help="default: the model's reasonrank.json, else reasoning")
     rr.add_argument("--backend", default="transformers")
@@ -154,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = "<stdin>" if args.docs == "-" else args.docs
     try:
         docs = read_docs(args.docs, lines)
-        reranker = reranker_from_args(args, fusion_weight=args.fusion_weight)
+        reranker = reranker_from_args(args, fusion_weight=args.fusion_weight, prior_weight=args.prior_weight)
         if args.first_stage == "bm25":
             docs, order = bm25_first_stage(args.query, docs, args.first_stage_k)
             lines = [lines[i] for i in order]

@@ -8,7 +8,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Judgment", "ParseError", "parse_judgment", "label_distribution", "expected_score",
+__all__ = ["Judgment", "ParseError", "parse_judgment", "label_distribution", "expected_score", "calibrate",
            "validate_labels", "verdict_regex", "find_verdicts", "Verdict", "matching_view", "NonFiniteScores"]
 
 
@@ -225,6 +225,25 @@ def label_distribution(logprobs: Mapping[int, float], labels: Sequence[int]) -> 
         raise ValueError("no label of the scale has a finite log-probability; the backend returned none of "
                          f"the label tokens {tuple(labels)}")
     exps = [math.exp(v - top) if v != -math.inf else 0.0 for v in vals]
+    total = sum(exps)
+    return tuple(e / total for e in exps)
+
+
+def calibrate(probs: Sequence[float], prior: Sequence[float], weight: float) -> tuple[float, ...]:
+    """Label probabilities with a document prior divided out: ``p(l) / prior(l) ** weight``, renormalised.
+    ``prior`` is the model's distribution for the same document under a content-free query, so what the model
+    thinks of the document whatever is asked is discounted (pointwise mutual information at ``weight=1``;
+    "calibrate before use", Zhao et al., 2021). With two labels this is ``logit(p) - weight * logit(prior)``.
+
+    Example:
+        >>> [round(p, 3) for p in calibrate((0.2, 0.8), (0.2, 0.8), 1.0)]   # the prior alone: no evidence left
+        [0.5, 0.5]
+        >>> [round(p, 3) for p in calibrate((0.2, 0.8), (0.5, 0.5), 0.7)]   # a neutral prior changes nothing
+        [0.2, 0.8]
+    """
+    logs = [math.log(max(p, 1e-12)) - weight * math.log(max(q, 1e-12)) for p, q in zip(probs, prior)]
+    top = max(logs)
+    exps = [math.exp(v - top) for v in logs]
     total = sum(exps)
     return tuple(e / total for e in exps)
 

@@ -32,16 +32,20 @@ from typing import Any, Literal
 from .backends import GenerateRequest, Generation, LabelReply, LabelRequest, LabelScores, LabelSpec, Prompt
 from .backends.base import Request
 from .fusion import fuse_scores
-from .parsing import NonFiniteScores, ParseError, expected_score, label_distribution, parse_judgment
+from .parsing import NonFiniteScores, ParseError, calibrate, expected_score, label_distribution, parse_judgment
 from .prompting import PromptBuilder, TextOps
 from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
 from .templates import Mode
 
-__all__ = ["Mode", "OnParseError", "Plan", "Planner", "validate_input"]
+__all__ = ["PRIOR_QUERY", "Mode", "OnParseError", "Plan", "Planner", "validate_input"]
 
 logger = logging.getLogger(__name__)
 
 OnParseError = Literal["fallback", "raise", "report"]
+PRIOR_QUERY = "N/A"
+"""The content-free query a document's prior is measured with (``prior_weight``)."""
+PRIOR_CACHE_SIZE = 50_000
+"""Document priors one reranker keeps (the oldest are dropped first)."""
 Plan = Generator[Request, Any, list[RerankResult]]
 """A planning generator: yields requests, is sent the backend's answers, returns the results."""
 # Per document: (label probabilities, parsed label or None, explanation, parse_ok)
@@ -106,6 +110,11 @@ class Planner:
         on_parse_error: What an output without a valid verdict gets (see :class:`reasonrank.ReasoningReranker`).
         fusion_weight: Weight of the first-stage score, or None.
         fusion_required: True when ``fusion_weight`` was passed explicitly (documents must carry scores).
+        prior_weight: Direct mode: how much of each document's prior (its label distribution under
+            :data:`PRIOR_QUERY`) is divided out of its label distribution (:func:`reasonrank.parsing.calibrate`);
+            None or 0: none.
+        prior_cache: Document priors already computed, by the document's prompt text (shared by one reranker's
+            plans: a document reranked for another query costs no second pass); at most :data:`PRIOR_CACHE_SIZE`.
         stats: The counters the plan updates.
     """
 
@@ -115,6 +124,8 @@ class Planner:
     on_parse_error: OnParseError = "fallback"
     fusion_weight: float | None = None
     fusion_required: bool = False
+    prior_weight: float | None = None
+    prior_cache: dict[str, tuple[float, ...]] = field(default_factory=dict)
     stats: RerankStats = field(default_factory=RerankStats)
 
     @property
@@ -154,7 +165,8 @@ class Planner:
         given: Sequence[int | None] = [None] * len(documents) if verdicts is None else verdicts
         prompts = [self.prompts.prompt(q, text, verdict=v) for q, (text, _), v in zip(per_doc, cut, given)]
         if self.mode == "direct":
-            rows, errors, gens = yield from self._plan_direct(prompts)
+            priors = [self.prompts.prompt(PRIOR_QUERY, text) for text, _ in cut] if self.prior_weight else []
+            rows, errors, gens = yield from self._plan_direct(prompts, priors, [text for text, _ in cut])
         else:
             rows, errors, gens = yield from self._plan_reasoning(prompts)
         if errors:
@@ -194,14 +206,37 @@ class Planner:
             errors[i] = str(exc)
             return None
 
-    def _plan_direct(self, prompts: list[Prompt]) -> _Planned:
-        """One label-probability pass; the label is the most probable one."""
-        lps = _label_scores((yield LabelRequest(prompts)), len(prompts))
-        errors = {i: lp.error for i, lp in enumerate(lps) if lp.error is not None}
+    def _plan_direct(self, prompts: list[Prompt], priors: list[Prompt], keys: list[str]) -> _Planned:
+        """One label-probability pass; the label is the most probable one. With ``priors`` (one content-free
+        prompt per document), the same pass also scores the documents whose prior is not cached yet, and each
+        distribution is calibrated by its document's prior."""
+        n = len(prompts)
+        todo = list({keys[i]: i for i in range(len(priors)) if keys[i] not in self.prior_cache}.values())
+        lps = _label_scores((yield LabelRequest(prompts + [priors[i] for i in todo])), n + len(todo))
+        errors = {i: lp.error for i, lp in enumerate(lps[:n]) if lp.error is not None}
+        fresh: dict[str, tuple[float, ...]] = {}
+        for i, lp in zip(todo, lps[n:]):
+            prior_errors: dict[int, str] = {}
+            dist = None if lp.error else self._distribution(lp.logprobs, i, prior_errors)
+            if dist is None:  # the document cannot be calibrated: reported, never scored uncalibrated
+                errors.setdefault(i, f"document prior: {lp.error or prior_errors[i]}")
+            else:
+                fresh[keys[i]] = dist
         rows = []
-        for i, lp in enumerate(lps):
+        for i, lp in enumerate(lps[:n]):
             dist = None if i in errors else self._distribution(lp.logprobs, i, errors)
+            if dist is not None and priors:
+                prior = fresh.get(keys[i]) or self.prior_cache.get(keys[i])
+                if prior is None:
+                    errors[i] = "document prior: not computed (its prompt text failed above)"
+                    dist = None
+                else:
+                    dist = calibrate(dist, prior, float(self.prior_weight or 0))
             rows.append(self._failed_row() if dist is None else (dist, None, None, True))
+        for key, dist in fresh.items():
+            if len(self.prior_cache) >= PRIOR_CACHE_SIZE:
+                self.prior_cache.pop(next(iter(self.prior_cache)))  # the oldest entry
+            self.prior_cache[key] = dist
         return rows, errors, []
 
     def _plan_reasoning(self, prompts: list[Prompt]) -> _Planned:

@@ -66,6 +66,14 @@ class ReasoningReranker:
             training time (the shipped ``reasonrank-tiny`` does); that default fuses only when every
             document carries a first-stage score, while a weight passed here requires them. Pass ``0`` to
             rank by the model score alone.
+        prior_weight: Direct mode: discount what the model thinks of a document whatever is asked. Each
+            document is also scored under a content-free query (:data:`reasonrank.planning.PRIOR_QUERY`, in
+            the same engine batches; cached per document text, so a document reranked again costs nothing
+            extra) and its label distribution is divided by that prior to the power ``prior_weight``
+            (:func:`reasonrank.parsing.calibrate`; 1: pointwise mutual information). Results carry the
+            calibrated scores, labels and ``label_probs``. Costs up to a second forward pass per new
+            document; docs/benchmarks.md ("Document prior") measures what it buys. None (default): the
+            model's ``reasonrank.json`` may supply one; 0: off.
         explain_top_k: Explain only what the user sees (direct mode): :meth:`rank` scores every candidate with
             the direct prompt, then has the model explain its final top ``explain_top_k`` results with the
             reasoning prompt (one generation each), in ``RerankResult.explanation``. The reasoning prompt
@@ -89,7 +97,8 @@ class ReasoningReranker:
                  template: str | Path | PromptTemplate | dict[str, Any] | None = None,
                  max_doc_tokens: int = 1024, max_new_tokens: int = 256, batch_size: int = 8,
                  on_parse_error: OnParseError = "fallback", sanitize_documents: bool = True,
-                 fusion_weight: float | None = None, explain_top_k: int | None = None, device: str | None = None,
+                 fusion_weight: float | None = None, prior_weight: float | None = None,
+                 explain_top_k: int | None = None, device: str | None = None,
                  dtype: Any = None, **backend_options: Any) -> None:
         if isinstance(backend, Backend):  # a ready engine: the defaults of the model it was built for
             meta = dict(backend.model_meta)
@@ -111,6 +120,8 @@ class ReasoningReranker:
             raise ValueError(f"{where}fusion_weight must be a number in [0, 1] or None, got {fusion_weight!r}"
                              + ("" if self._fusion_required else "; fix or delete it"))
         self.fusion_weight = None if fusion_weight is None else float(fusion_weight)
+        self.prior_weight = self._prior_weight(prior_weight, meta.get("prior_weight"), mode, model)
+        self._prior_cache: dict[str, tuple[float, ...]] = {}
         if on_parse_error not in ("fallback", "raise", "report"):
             raise ValueError(f"on_parse_error must be 'fallback', 'raise' or 'report', got {on_parse_error!r}")
         for name, val in (("max_doc_tokens", max_doc_tokens), ("max_new_tokens", max_new_tokens),
@@ -231,6 +242,20 @@ class ReasoningReranker:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
+    def _prior_weight(given: object, card: object, mode: str, model: object) -> float | None:
+        """The checked ``prior_weight``: the one given, else the model card's (direct mode only)."""
+        if given is None and (card is None or mode != "direct"):
+            return None  # a card's default applies to the mode it was tuned for
+        value, where = (given, "") if given is not None else (card, f"{model}/{META_FILE}: ")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{where}prior_weight must be a number in [0, 1] or None, got {value!r}"
+                             + ("; fix or delete it" if where else ""))
+        if value and mode != "direct":
+            raise ValueError("prior_weight calibrates direct-mode label probabilities; pass mode='direct' or "
+                             "drop prior_weight")
+        return float(value)
+
+    @staticmethod
     def _check_top_k(top_k: int | None) -> None:
         if top_k is not None and (not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 0):
             raise ValueError(f"top_k must be a non-negative int or None, got {top_k!r}")
@@ -298,4 +323,5 @@ class ReasoningReranker:
     def _planner(self) -> Planner:
         """The planner with this reranker's current settings."""
         return Planner(prompts=self.prompts, text_ops=self.backend, mode=self.mode, on_parse_error=self.on_parse_error,
-                       fusion_weight=self.fusion_weight, fusion_required=self._fusion_required, stats=self.stats)
+                       fusion_weight=self.fusion_weight, fusion_required=self._fusion_required,
+                       prior_weight=self.prior_weight, prior_cache=self._prior_cache, stats=self.stats)

@@ -56,3 +56,12 @@ def test_the_benchmark_runs_with_and_without_titles(load_benchmark, tiny_model_d
     titled, untitled = ([json.loads(x) for x in (tmp_path / "out" / "tiny-dev" / c).open()] for c in caches)
     assert [(r["qid"], r["docid"]) for r in titled] == [(r["qid"], r["docid"]) for r in untitled]
     assert [r["score"] for r in titled] != [r["score"] for r in untitled]  # the model saw other prompts
+    assert bench.main([*argv, "--prior-weights", "0,1"]) == 0  # the same system with and without the prior
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+    assert [r["system"] for r in rows] == ["dense", "tiny", "tiny+prior1"]
+    plain, prior = ([json.loads(x) for x in (tmp_path / "out" / "tiny-dev" / f"{n}-{c.split('-', 1)[1]}").open()]
+                    for n, c in (("tiny", caches[0]), ("tiny+prior1", caches[0])))
+    assert [(r["qid"], r["docid"]) for r in plain] == [(r["qid"], r["docid"]) for r in prior]
+    assert [r["score"] for r in plain] != [r["score"] for r in prior] and not any(r["error"] for r in prior)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--system", "a=b", "--prior-weights", "0.5", "--modes", "reasoning"])

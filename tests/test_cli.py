@@ -141,6 +141,17 @@ def test_first_stage_and_fusion_flags(tiny_model_dir: Path) -> None:
     assert p.returncode == 2 and "has no first-stage score" in p.stderr and "search-sample.jsonl:1" in p.stderr
 
 
+def test_prior_weight_flag(tiny_model_dir: Path) -> None:
+    """--prior-weight reaches the reranker: other scores than without it; a bad value is a one-line error."""
+    common = ["rerank", "--model", str(tiny_model_dir), "--query", "what is bm25", "--docs", str(SAMPLE),
+              "--mode", "direct", "--json"]
+    plain, prior = ({r["id"]: r["score"] for r in map(json.loads, _run(*common, *extra).stdout.splitlines())}
+                    for extra in ([], ["--prior-weight", "1"]))
+    assert plain.keys() == prior.keys() and plain != prior
+    p = _run(*common, "--prior-weight", "2")
+    assert p.returncode == 2 and "prior_weight must be a number in [0, 1]" in p.stderr
+
+
 def test_explain_keeps_the_direct_ranking_and_adds_explanations(tiny_model_dir: Path) -> None:
     common = ["rerank", "--model", str(tiny_model_dir), "--query", "what is bm25", "--docs", str(SAMPLE),
               "--mode", "direct", "--json", "--top-k", "2"]

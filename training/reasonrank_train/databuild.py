@@ -99,6 +99,12 @@ def training_pages(*, seed: int, dev_fraction: float) -> dict[str, Document]:
     return {d: doc for d, doc in docs.items() if d not in split.dev_pages}
 
 
+def training_faq(*, seed: int, dev_fraction: float) -> dict[str, Document]:
+    """Python FAQ answers allowed in training (those of the training fold's questions), by question id."""
+    split, _ = _default_split(seed, dev_fraction)
+    return {qid: Document(text=ans, id=qid) for qid, _, ans in split.faq_train}
+
+
 _WORD = re.compile(r"[\w'’.-]+|[^\w\s]")
 
 
@@ -250,16 +256,20 @@ def rrf_union(runs: Iterable[Mapping[str, Mapping[str, float]]], *, k: int = 60,
     return {q: dict(sorted(docs.items(), key=lambda kv: -kv[1])[:depth]) for q, docs in out.items()}
 
 
-def _read_teacher_queries(path: str | Path, allowed: Mapping[str, Document]) -> list[_Query]:
+def _read_teacher_queries(path: str | Path, allowed: Mapping[str, Mapping[str, Document]]) -> list[_Query]:
+    """Teacher queries whose pages are all training documents of their corpus (``kind: faq`` rows: the
+    Python FAQ's training answers; the other kinds: Wikipedia training pages); others are skipped."""
     from .data import iter_jsonl
 
     out = []
     for _, row in iter_jsonl(path):  # a partial last line of an interrupted teacher run is skipped
+        kind = str(row.get("kind", "single"))
+        corpus = "faq" if kind == "faq" else "wiki"
         pages = [str(p) for p in row.get("pages") or []]
-        if not row.get("query") or not pages or not all(p in allowed for p in pages):
+        if not row.get("query") or not pages or not all(p in allowed[corpus] for p in pages):
             continue
         out.append(_Query(qid=str(row["id"]), text=str(row["query"]), positives=pages,
-                          source=f"teacher-{row.get('kind', 'single')}", corpus="wiki"))
+                          source=f"teacher-{kind}", corpus=corpus))
     return out
 
 
@@ -309,7 +319,7 @@ def run_data(cfg: DataConfig) -> dict[str, Any]:
     filtered = [_Query(f"desc-{d}", wiki[d].description, [d], "wikidata-description", "wiki")
                 for d in described[:cfg.description_queries]]
     if cfg.teacher_queries:
-        filtered += _read_teacher_queries(cfg.teacher_queries, train_docs)
+        filtered += _read_teacher_queries(cfg.teacher_queries, {"wiki": train_docs, "faq": train_faq})
     # one first-stage pass per corpus serves dev runs, the round-trip filter and mining
     runs: dict[str, tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]] = {}
     dev_queries = {"wiki": fq, "faq": {qid: qu for qid, qu, _ in split.faq_dev}}
@@ -329,7 +339,7 @@ def run_data(cfg: DataConfig) -> dict[str, Any]:
     kept: list[_Query] = []
     rt: dict[str, list[int]] = {}
     for q in filtered:
-        ok = round_trip_keep(q.positives, [runs["wiki"][0].get(q.qid, {}), runs["wiki"][1].get(q.qid, {})],
+        ok = round_trip_keep(q.positives, [runs[q.corpus][0].get(q.qid, {}), runs[q.corpus][1].get(q.qid, {})],
                              cfg.round_trip_k)
         rt.setdefault(q.source, [0, 0])[0 if ok else 1] += 1
         if ok:

@@ -6,7 +6,10 @@ greedy in bf16 where the CPU has it. Two kinds of query:
 
 * ``single``: one passage; a natural question about one specific fact it states;
 * ``bridge``: two linked passages (the first mentions the second's title); a question that needs a fact
-  from each (the held-out questions are multi-hop).
+  from each (the held-out questions are multi-hop);
+* ``faq``: one answer of the Python FAQ's *training* fold (never a dev answer); up to three questions, one
+  per angle of :data:`FAQ_ANGLES` (the question it replies to, a detail it explains, the problem it solves),
+  so that the 120 training answers are asked about in more ways than the FAQ's own headings.
 
 Every raw query is appended to a jsonl (resumable: ids already written are skipped) with the teacher's
 name; nothing is filtered here. The data builder keeps a query only when its source passages come back in
@@ -29,7 +32,8 @@ from reasonrank.backends.dtypes import resolve_dtype
 
 from .config import ConfigError, _h
 
-__all__ = ["SynthConfig", "TeacherLM", "clean_query", "run_synth", "single_prompt", "bridge_prompt"]
+__all__ = ["FAQ_ANGLES", "SynthConfig", "TeacherLM", "bridge_prompt", "clean_query", "faq_prompt", "run_synth",
+           "single_prompt"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ class SynthConfig:
     teacher_model: str = _h("Teacher: a local model directory, .gguf file or alias.", "qwen2.5-coder-1.5b-local")
     single: int = _h("Number of single-passage queries to write.", 1100)
     bridge: int = _h("Number of bridge queries over two linked passages.", 300)
+    faq_per_answer: int = _h("Questions per Python FAQ training answer, one per angle (0-3).", 0)
+    max_answer_words: int = _h("FAQ answers are cut to this many words in the teacher prompt.", 150)
     max_passage_words: int = _h("Passages are cut to this many words in the teacher prompt.", 110)
     max_new_tokens: int = _h("Teacher generation budget per query.", 40)
     batch_size: int = _h("Prompts per generation batch.", 16)
@@ -56,6 +62,9 @@ class SynthConfig:
         for name in ("single", "bridge"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0")
+        if not 0 <= self.faq_per_answer <= len(FAQ_ANGLES):
+            raise ConfigError(f"faq_per_answer must be in 0..{len(FAQ_ANGLES)} (one question per angle), "
+                              f"got {self.faq_per_answer}")
         if self.batch_size < 1 or self.max_new_tokens < 1:
             raise ConfigError("batch_size and max_new_tokens must be positive")
         if self.dtype not in ("auto", "bfloat16", "float32"):
@@ -86,6 +95,24 @@ def bridge_prompt(a: tuple[str, str], b: tuple[str, str], words: int = 80) -> li
         "At most 30 words. Output only the question.\n\n"
         f"Passage A title: {a[0]}\nPassage A: {_cut(a[1], words)}\n\n"
         f"Passage B title: {b[0]}\nPassage B: {_cut(b[1], words)}")}]
+
+
+FAQ_ANGLES: tuple[str, ...] = (
+    "the question this answer replies to, as a Python programmer would ask it",
+    "one specific point the answer explains (a function, a module, a behaviour or a reason), as a Python "
+    "programmer would search for it",
+    "the problem a Python programmer has that this answer solves, as they would type it into a search engine: "
+    "describe the problem, not the solution",
+)
+"""The angles of the ``faq`` questions: task ``k`` of an answer asks for angle ``k``."""
+
+
+def faq_prompt(answer: str, angle: int, words: int = 150) -> list[dict[str, str]]:
+    """Chat messages asking for one question about a Python FAQ answer, from one of :data:`FAQ_ANGLES`."""
+    return [{"role": "user", "content": (
+        f"Below is an answer from the Python FAQ. Write one question: {FAQ_ANGLES[angle]}. Use your own words "
+        "(do not copy a sentence of the answer), at most 20 words. Output only the question.\n\n"
+        f"Answer: {_cut(answer, words)}")}]
 
 
 _PREFIX = re.compile(r"^\s*(?:\*\*)?(?:question|query|search query)\s*[:：]\s*(?:\*\*)?\s*", re.IGNORECASE)
@@ -162,8 +189,9 @@ def _done_ids(path: Path) -> set[str]:
 
 
 def synth_tasks(cfg: SynthConfig) -> list[dict[str, Any]]:
-    """The deterministic list of (id, kind, pages) to write queries for: training-fold pages only."""
-    from .databuild import linked_pairs, training_pages
+    """The deterministic list of (id, kind, pages) to write queries for: training-fold pages and training-fold
+    FAQ answers only."""
+    from .databuild import linked_pairs, training_faq, training_pages
 
     pages = training_pages(seed=cfg.seed, dev_fraction=cfg.dev_fraction)
     import random
@@ -182,14 +210,20 @@ def synth_tasks(cfg: SynthConfig) -> list[dict[str, Any]]:
             continue
         used.update((a, b))
         tasks.append({"id": f"synth-b-{a}|{b}", "kind": "bridge", "pages": [a, b]})
+    if cfg.faq_per_answer:
+        faq = training_faq(seed=cfg.seed, dev_fraction=cfg.dev_fraction)
+        tasks += [{"id": f"synth-f{k}-{qid}", "kind": "faq", "pages": [qid], "angle": k}  # angle by angle: a
+                  for k in range(cfg.faq_per_answer) for qid in sorted(faq)]             # cut run covers all
     return tasks
 
 
 def run_synth(cfg: SynthConfig, *, teacher: TeacherLM | None = None) -> dict[str, Any]:
     """Write raw teacher queries to ``cfg.output`` (resumable); returns counts and the measured speed."""
-    from .databuild import training_pages
+    from .databuild import training_faq, training_pages
 
     pages = training_pages(seed=cfg.seed, dev_fraction=cfg.dev_fraction)
+    if cfg.faq_per_answer:
+        pages = {**pages, **training_faq(seed=cfg.seed, dev_fraction=cfg.dev_fraction)}  # ids never collide
     out = Path(cfg.output or "")
     out.parent.mkdir(parents=True, exist_ok=True)
     done = _done_ids(out)
@@ -205,9 +239,13 @@ def run_synth(cfg: SynthConfig, *, teacher: TeacherLM | None = None) -> dict[str
             convs = []
             for t in part:
                 docs = [pages[p] for p in t["pages"]]
-                convs.append(single_prompt(docs[0].title or "", docs[0].text, cfg.max_passage_words)
-                             if t["kind"] == "single" else
-                             bridge_prompt((docs[0].title or "", docs[0].text), (docs[1].title or "", docs[1].text)))
+                if t["kind"] == "faq":
+                    convs.append(faq_prompt(docs[0].text, t["angle"], cfg.max_answer_words))
+                elif t["kind"] == "single":
+                    convs.append(single_prompt(docs[0].title or "", docs[0].text, cfg.max_passage_words))
+                else:
+                    convs.append(bridge_prompt((docs[0].title or "", docs[0].text),
+                                               (docs[1].title or "", docs[1].text)))
             for t, raw in zip(part, teacher.complete(convs, cfg.max_new_tokens)):
                 fh.write(json.dumps({**t, "query": clean_query(raw), "raw": raw, "teacher": teacher.name},
                                     ensure_ascii=False) + "\n")

@@ -111,11 +111,16 @@ def test_linked_pairs_are_title_mentions():
 
 
 def test_build_on_miniature_sources(sources, tmp_path, cfg):
+    faq = load_python_faq(sources["faq"])
+    split = make_split(TOPICS, [], faq, seed=1, dev_fraction=0.3)
+    (f_train, _, a_train), (f_dev, _, a_dev) = split.faq_train[0], split.faq_dev[0]
     teacher = tmp_path / "queries.jsonl"
     teacher.write_text("\n".join(json.dumps(r) for r in [
         {"id": "synth-s-Oslo", "kind": "single", "pages": ["Oslo"], "query": "How many museums does Oslo have?"},
         {"id": "synth-s-Rome", "kind": "single", "pages": ["Rome"], "query": "Which cheese is best on pizza?"},
         {"id": "synth-s-bad", "kind": "single", "pages": ["Rome"], "query": None},
+        {"id": f"synth-f0-{f_train}", "kind": "faq", "pages": [f_train], "query": a_train.split(" and ")[0] + "?"},
+        {"id": f"synth-f0-{f_dev}", "kind": "faq", "pages": [f_dev], "query": a_dev.split(" and ")[0] + "?"},
     ]) + "\n{\"id\": \"partial")
     out = tmp_path / "built"
     stats = run_data(cfg("data", out_dir=str(out), wiki_file=str(sources["wiki"]), fanout_file=str(sources["fanout"]),
@@ -138,6 +143,13 @@ def test_build_on_miniature_sources(sources, tmp_path, cfg):
     # the off-topic synthetic query fails the round trip; the good one is kept
     assert "synth-s-Oslo" in by_q or "Oslo" in dev_pages
     assert "synth-s-Rome" not in by_q and "synth-s-bad" not in by_q
+    # a teacher question over a training FAQ answer is a FAQ training query, mined among training answers;
+    # one over a dev answer is never used
+    faq_rows = [r for r in rows if r["qid"] == f"synth-f0-{f_train}"]
+    assert {(r["docid"], r["label"]) for r in faq_rows if r["label"]} == {(f_train, 1)}
+    assert {r["source"] for r in faq_rows} == {"teacher-faq"} and len(faq_rows) >= 4
+    assert not {r["docid"] for r in faq_rows} & set(faq_dev.queries)
+    assert f"synth-f0-{f_dev}" not in by_q and stats["round_trip"]["teacher-faq"] == {"kept": 1, "dropped": 0}
     assert stats["train"]["queries"] == len(by_q)
     again = tmp_path / "again"
     run_data(cfg("data", out_dir=str(again), wiki_file=str(sources["wiki"]), fanout_file=str(sources["fanout"]),
@@ -145,3 +157,12 @@ def test_build_on_miniature_sources(sources, tmp_path, cfg):
                  description_queries=20, round_trip_k=2, mine_depth=8, skip_top=1, hard_negatives=2,
                  random_negatives=1, min_negatives=3))
     assert (again / "train.jsonl").read_text() == (out / "train.jsonl").read_text()  # deterministic
+
+
+def test_faq_prompts_ask_one_angle_each_over_the_answer_alone():
+    from reasonrank_train.teacher import FAQ_ANGLES, faq_prompt
+
+    answer = "Use the sorted() builtin, which returns a new list. " * 40
+    prompts = [faq_prompt(answer, k, words=30)[0]["content"] for k in range(len(FAQ_ANGLES))]
+    assert len(set(prompts)) == 3 and all(FAQ_ANGLES[k] in p for k, p in enumerate(prompts))
+    assert all(p.endswith("...") and len(p.split("Answer: ")[1].split()) == 31 for p in prompts)  # 30 words + "..."

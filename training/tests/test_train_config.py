@@ -80,6 +80,8 @@ def test_bad_generate_eval_export_configs(tmp_path, tiny_beir):
         build_config("eval", {"model": "m", "collection": str(tiny_beir), "first_stage": "dense"})
     with pytest.raises(ConfigError, match="export takes a stage's output_dir"):
         build_config("export", {"model": str(tmp_path / "missing"), "output_dir": str(tmp_path / "e")})
+    with pytest.raises(ConfigError, match=r"faq_per_answer must be in 0\.\.3 \(one question per angle\)"):
+        build_config("synth", {"output": str(tmp_path / "q.jsonl"), "faq_per_answer": 4})
 
 
 def test_yaml_sections_overrides_and_unknown_sections(tmp_path, qrels_file):
