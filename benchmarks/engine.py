@@ -8,6 +8,8 @@ per query in ``--out`` under the system's name, its weights' fingerprint and the
 resumes; new weights under an old name, or the same ones in another dtype, are scored anew), so adding a
 system or a mode only scores what is new. *Doc share* (:func:`document_share`) is the share of a model's
 score variance that the document alone explains: high when some documents score high whatever is asked.
+``--prior-weights 0,0.5`` adds a row per weight for the document prior (``ReasoningReranker(prior_weight=...)``):
+each document is scored once under the content-free query and divided out of the cached label probabilities.
 The fusion weight (``ReasoningReranker(fusion_weight=...)``) is tuned on ``--tune-fold``: its own figure
 there is cross-fitted (weight tuned on one half of the queries, measured on the other, both ways), and the
 weight tuned on the whole fold is applied unchanged to the other folds.
@@ -36,6 +38,8 @@ from reasonrank import ReasoningReranker
 from reasonrank.evaluation import Collection, evaluate, load_beir, read_trec_run
 from reasonrank.fusion import fuse_scores, tune_fusion_weight
 from reasonrank.io import read_jsonl
+from reasonrank.parsing import calibrate, expected_score
+from reasonrank.planning import PRIOR_QUERY
 
 MEASURES = ("nDCG@10", "R@10")
 
@@ -58,8 +62,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "how much a model leans on a title, as untitled chunks give it none")
     p.add_argument("--max-new-tokens", type=int, default=96, help="reasoning mode: explanation budget")
     p.add_argument("--prior-weights", default="0",
-                   help="comma-separated ReasoningReranker(prior_weight=...) values; each system runs at each "
-                        "(direct mode), labelled NAME+priorW; 0: off")
+                   help="comma-separated ReasoningReranker(prior_weight=...) values, each a row NAME+priorW "
+                        "(direct mode; 0: off): each document's prior is scored once and divided out of the "
+                        "cached label probabilities (reasonrank.parsing.calibrate, what the reranker does)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--dtype", default="auto",
                    help="model dtype; auto: the reranker's default (bf16 on CPUs with native bf16, ~1.7x faster "
@@ -83,12 +88,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             p.error(f"--system {spec!r}: write NAME=MODEL, e.g. --system shipped=reasonrank-tiny")
         systems.append((name, model))
     try:
-        priors = [float(w) for w in args.prior_weights.split(",") if w.strip()]
+        args.prior_weights = [float(w) for w in args.prior_weights.split(",") if w.strip()]
     except ValueError:
         p.error(f"--prior-weights {args.prior_weights!r}: write numbers in [0, 1], e.g. 0,0.5")
-    if any(not 0 <= w <= 1 for w in priors) or (any(priors) and args.modes != ["direct"]):
+    if not args.prior_weights or any(not 0 <= w <= 1 for w in args.prior_weights) or \
+            (any(args.prior_weights) and args.modes != ["direct"]):
         p.error("--prior-weights: numbers in [0, 1], with --modes direct (the prior calibrates direct mode)")
-    args.system = [(name if not w else f"{name}+prior{w:g}", model, w) for name, model in systems for w in priors]
+    args.system = systems
     return args
 
 
@@ -138,7 +144,7 @@ def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[st
             done[q] = {}
             for d, r in zip(head, results):
                 row = {"qid": q, "docid": d, "score": r.score, "label": r.label, "parse_ok": r.parse_ok,
-                       "error": r.error, "explanation": r.explanation}
+                       "error": r.error, "explanation": r.explanation, "label_probs": list(r.label_probs)}
                 done[q][d] = row
                 fh.write(json.dumps(row) + "\n")
             fh.flush()
@@ -197,6 +203,62 @@ def _cross_fitted(qrels: dict, run: dict, judged: dict, depth: int) -> float:
     return sum(scores.values()) / len(scores) if scores else float("nan")
 
 
+def score_priors(rr: ReasoningReranker, fold: Collection, docids: list[str], cache: Path, *,
+                 titles: bool = True) -> dict[str, list[float]]:
+    """Each document's label probabilities under the content-free query the reranker's ``prior_weight`` uses;
+    cached per document."""
+    done = {row["docid"]: row["label_probs"] for _, row in read_jsonl(cache)} if cache.is_file() else {}
+    todo = [d for d in docids if d not in done]
+    with cache.open("a", encoding="utf-8") as fh:
+        for s in range(0, len(todo), 64):
+            part = todo[s:s + 64]
+            docs = [fold.corpus[d] if titles else replace(fold.corpus[d], title=None) for d in part]
+            for d, r in zip(part, rr.score(PRIOR_QUERY, docs)):
+                done[d] = list(r.label_probs)
+                fh.write(json.dumps({"docid": d, "label_probs": done[d]}) + "\n")
+            fh.flush()
+    return done
+
+
+def calibrated(judged: dict[str, dict[str, dict[str, Any]]], priors: dict[str, list[float]], weight: float,
+               labels: tuple[int, ...]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The judgments with each document's prior divided out (:func:`reasonrank.parsing.calibrate`), scored as the
+    reranker scores them (tests/test_prior.py checks the reranker against this arithmetic)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for q, rows in judged.items():
+        out[q] = {}
+        for d, r in rows.items():
+            probs = r.get("label_probs") or ([1 - r["score"], r["score"]] if len(labels) == 2 else None)
+            if probs is None:
+                raise SystemExit(f"cached scores of {q}/{d} carry no label_probs; delete the cache to rescore")
+            out[q][d] = {**r, "score": expected_score(calibrate(probs, priors[d], weight), labels)}
+    return out
+
+
+def _row(fname: str, system: str, mode: str, judged: dict[str, dict[str, dict[str, Any]]], qrels: dict,
+         first: dict[str, dict[str, float]], args: argparse.Namespace,
+         weights: dict[tuple[str, str], float]) -> dict[str, Any]:
+    """One table row: the model alone, fused (the weight tuned on ``--tune-fold``), parse rate, doc share."""
+    qids = list(judged)
+    agg, _ = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
+    flat = [r for q in judged.values() for r in q.values()]
+    row = {"fold": fname, "system": system, "mode": mode, "queries": len(qids), **agg,
+           "parse_rate": sum(r["parse_ok"] for r in flat) / len(flat),
+           "errors": sum(bool(r["error"]) for r in flat), "doc_share": document_share(judged)}
+    model_scores = {q: {d: judged[q][d]["score"] for d in _head(first[q], args.depth)} for q in qids}
+    if fname == args.tune_fold:
+        weights[(system, mode)], _ = tune_fusion_weight(qrels, {q: first[q] for q in qids}, model_scores)
+        row["fused_nDCG@10"] = _cross_fitted(qrels, first, judged, args.depth)
+    elif (system, mode) in weights:
+        fused, _ = evaluate(qrels, _reranked(judged, first, args.depth, weights[(system, mode)]), ["nDCG@10"])
+        row["fused_nDCG@10"] = fused["nDCG@10"]
+    row["fusion_weight"] = weights.get((system, mode))
+    if args.weight_grid:
+        row["fused_grid"] = {w / 10: round(evaluate(qrels, _reranked(judged, first, args.depth, w / 10),
+                                                    ["nDCG@10"])[0]["nDCG@10"], 3) for w in range(11)}
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -206,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     weights: dict[tuple[str, str], float] = {}
     order = [args.tune_fold, *[n for n in folds if n != args.tune_fold]]
-    prints = {sname: fingerprint(model) for sname, model, _ in args.system}  # hashed once, used per fold and mode
+    prints = {sname: fingerprint(model) for sname, model in args.system}  # hashed once, used per fold and mode
     for fname in order:
         fold, path = folds[fname]
         first = read_trec_run(path / "runs" / f"{args.first_stage}.trec")
@@ -217,37 +279,27 @@ def main(argv: list[str] | None = None) -> int:
             if f.is_file():
                 agg, _ = evaluate(qrels, read_trec_run(f), MEASURES)
                 rows.append({"fold": fname, "system": name, "mode": "first stage", "queries": len(qids), **agg})
-        for sname, model, prior in args.system:
+        for sname, model in args.system:
             for mode in args.modes:
-                with ReasoningReranker(model, mode=mode, label_scale=args.labels, prior_weight=prior,
+                with ReasoningReranker(model, mode=mode, label_scale=args.labels, prior_weight=0,
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, dtype=args.dtype) as rr:
                     dtype = str(getattr(rr.backend, "dtype", "na")).replace("torch.", "")  # as resolved here
-                    untitled = "-untitled" if args.no_titles else ""
-                    judged, dps = score_system(rr, fold, first, qids, args.depth, args.out / fname /
-                                               f"{sname}-{prints[sname]}-{dtype}-{mode}-{args.first_stage}{untitled}.jsonl",
+                    stem = args.out / fname / (f"{sname}-{prints[sname]}-{dtype}-{mode}-{args.first_stage}"
+                                               f"{'-untitled' if args.no_titles else ''}")
+                    judged, dps = score_system(rr, fold, first, qids, args.depth, stem.with_suffix(".jsonl"),
                                                titles=not args.no_titles)
+                    docids = sorted({d for q in qids for d in _head(first[q], args.depth)})
+                    priors = score_priors(rr, fold, docids, Path(f"{stem}-prior.jsonl"), titles=not args.no_titles) \
+                        if any(args.prior_weights) else {}
                 judged = {q: judged[q] for q in qids}
-                agg, _ = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
-                flat = [r for q in judged.values() for r in q.values()]
-                row = {"fold": fname, "system": sname, "mode": mode, "queries": len(qids), **agg,
-                       "docs_per_s": round(dps, 2),
-                       "parse_rate": sum(r["parse_ok"] for r in flat) / len(flat),
-                       "errors": sum(bool(r["error"]) for r in flat), "doc_share": document_share(judged)}
-                model_scores = {q: {d: judged[q][d]["score"] for d in _head(first[q], args.depth)} for q in qids}
-                if fname == args.tune_fold:
-                    weights[(sname, mode)], _ = tune_fusion_weight(qrels, {q: first[q] for q in qids}, model_scores)
-                    row["fused_nDCG@10"] = _cross_fitted(qrels, first, judged, args.depth)
-                elif (sname, mode) in weights:
-                    fused, _ = evaluate(qrels, _reranked(judged, first, args.depth, weights[(sname, mode)]),
-                                        ["nDCG@10"])
-                    row["fused_nDCG@10"] = fused["nDCG@10"]
-                row["fusion_weight"] = weights.get((sname, mode))
-                if args.weight_grid:
-                    row["fused_grid"] = {w / 10: round(evaluate(qrels, _reranked(judged, first, args.depth, w / 10),
-                                                                ["nDCG@10"])[0]["nDCG@10"], 3) for w in range(11)}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                for w in args.prior_weights:
+                    label = sname if not w else f"{sname}+prior{w:g}"
+                    row = _row(fname, label, mode, calibrated(judged, priors, w, args.labels) if w else judged,
+                               qrels, first, args, weights)
+                    row["docs_per_s"] = round(dps, 2)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                        "rows": rows}, indent=2), encoding="utf-8")
