@@ -114,12 +114,8 @@ class ReasoningReranker:
         self._fusion_required = fusion_weight is not None  # explicit: documents without scores are an error
         if fusion_weight is None:
             fusion_weight = meta.get("fusion_weight")  # the model card's default, if any
-        if fusion_weight is not None and (isinstance(fusion_weight, bool) or
-                                          not isinstance(fusion_weight, (int, float)) or not 0 <= fusion_weight <= 1):
-            where = "" if self._fusion_required else f"{model}/{META_FILE}: "
-            raise ValueError(f"{where}fusion_weight must be a number in [0, 1] or None, got {fusion_weight!r}"
-                             + ("" if self._fusion_required else "; fix or delete it"))
-        self.fusion_weight = None if fusion_weight is None else float(fusion_weight)
+        self.fusion_weight = None if fusion_weight is None else self._unit_weight(
+            "fusion_weight", fusion_weight, "" if self._fusion_required else f"{model}/{META_FILE}: ")
         self.prior_weight = self._prior_weight(prior_weight, meta.get("prior_weight"), mode, model)
         self._prior_cache: dict[str, tuple[float, ...]] = {}
         if on_parse_error not in ("fallback", "raise", "report"):
@@ -246,13 +242,20 @@ class ReasoningReranker:
         """The checked ``prior_weight``: the one given, else the model card's (direct mode only)."""
         if given is None and (card is None or mode != "direct"):
             return None  # a card's default applies to the mode it was tuned for
-        value, where = (given, "") if given is not None else (card, f"{model}/{META_FILE}: ")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ValueError(f"{where}prior_weight must be a number in [0, 1] or None, got {value!r}"
-                             + ("; fix or delete it" if where else ""))
+        value = ReasoningReranker._unit_weight("prior_weight", given if given is not None else card,
+                                               "" if given is not None else f"{model}/{META_FILE}: ")
         if value and mode != "direct":
             raise ValueError("prior_weight calibrates direct-mode label probabilities; pass mode='direct' or "
                              "drop prior_weight")
+        return value
+
+    @staticmethod
+    def _unit_weight(name: str, value: object, where: str) -> float:
+        """``value`` as a float in [0, 1]; else an error naming the setting (``where``: the model card it came
+        from, or "" when it was passed)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"{where}{name} must be a number in [0, 1] or None, got {value!r}"
+                             + ("; fix or delete it" if where else ""))
         return float(value)
 
     @staticmethod
