@@ -165,8 +165,8 @@ class Planner:
         given: Sequence[int | None] = [None] * len(documents) if verdicts is None else verdicts
         prompts = [self.prompts.prompt(q, text, verdict=v) for q, (text, _), v in zip(per_doc, cut, given)]
         if self.mode == "direct":
-            priors = [self.prompts.prompt(PRIOR_QUERY, text) for text, _ in cut] if self.prior_weight else []
-            rows, errors, gens = yield from self._plan_direct(prompts, priors, [text for text, _ in cut])
+            keys = [text for text, _ in cut] if self.prior_weight else []
+            rows, errors, gens = yield from self._plan_direct(prompts, keys)
         else:
             rows, errors, gens = yield from self._plan_reasoning(prompts)
         if errors:
@@ -206,32 +206,30 @@ class Planner:
             errors[i] = str(exc)
             return None
 
-    def _plan_direct(self, prompts: list[Prompt], priors: list[Prompt], keys: list[str]) -> _Planned:
-        """One label-probability pass; the label is the most probable one. With ``priors`` (one content-free
-        prompt per document), the same pass also scores the documents whose prior is not cached yet, and each
-        distribution is calibrated by its document's prior."""
+    def _plan_direct(self, prompts: list[Prompt], keys: list[str]) -> _Planned:
+        """One label-probability pass; the label is the most probable one. With ``keys`` (each document's prompt
+        text, when ``prior_weight`` is set), the same request also scores under :data:`PRIOR_QUERY` each distinct
+        document whose prior is not cached yet, and each distribution is calibrated by its document's prior."""
         n = len(prompts)
-        todo = list({keys[i]: i for i in range(len(priors)) if keys[i] not in self.prior_cache}.values())
-        lps = _label_scores((yield LabelRequest(prompts + [priors[i] for i in todo])), n + len(todo))
-        errors = {i: lp.error for i, lp in enumerate(lps[:n]) if lp.error is not None}
+        todo = [k for k in dict.fromkeys(keys) if k not in self.prior_cache]
+        lps = _label_scores((yield LabelRequest(prompts + [self.prompts.prompt(PRIOR_QUERY, k) for k in todo])),
+                            n + len(todo))
         fresh: dict[str, tuple[float, ...]] = {}
-        for i, lp in zip(todo, lps[n:]):
-            prior_errors: dict[int, str] = {}
-            dist = None if lp.error else self._distribution(lp.logprobs, i, prior_errors)
-            if dist is None:  # the document cannot be calibrated: reported, never scored uncalibrated
-                errors.setdefault(i, f"document prior: {lp.error or prior_errors[i]}")
+        failed: dict[str, str] = {}
+        for key, lp in zip(todo, lps[n:]):
+            found: dict[int, str] = {}
+            dist = None if lp.error else self._distribution(lp.logprobs, 0, found)
+            if dist is None:
+                failed[key] = f"document prior: {lp.error or found[0]}"
             else:
-                fresh[keys[i]] = dist
-        rows = []
+                fresh[key] = dist
+        errors = {i: lp.error for i, lp in enumerate(lps[:n]) if lp.error is not None}
+        errors.update({i: failed[k] for i, k in enumerate(keys) if k in failed and i not in errors})  # reported,
+        rows = []                                                                   # never scored uncalibrated
         for i, lp in enumerate(lps[:n]):
             dist = None if i in errors else self._distribution(lp.logprobs, i, errors)
-            if dist is not None and priors:
-                prior = fresh.get(keys[i]) or self.prior_cache.get(keys[i])
-                if prior is None:
-                    errors[i] = "document prior: not computed (its prompt text failed above)"
-                    dist = None
-                else:
-                    dist = calibrate(dist, prior, float(self.prior_weight or 0))
+            if dist is not None and keys:
+                dist = calibrate(dist, fresh.get(keys[i]) or self.prior_cache[keys[i]], float(self.prior_weight or 0))
             rows.append(self._failed_row() if dist is None else (dist, None, None, True))
         for key, dist in fresh.items():
             if len(self.prior_cache) >= PRIOR_CACHE_SIZE:
