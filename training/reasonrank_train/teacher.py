@@ -9,7 +9,7 @@ greedy in bf16 where the CPU has it. Two kinds of query:
   from each (the held-out questions are multi-hop);
 * ``faq``: one answer of the Python FAQ's *training* fold (never a dev answer); up to three questions, one
   per angle of :data:`FAQ_ANGLES` (the question it replies to, a detail it explains, the problem it solves),
-  so that the 120 training answers are asked about in more ways than the FAQ's own headings.
+  so that the 121 training answers are asked about in more ways than the FAQ's own headings.
 
 Every raw query is appended to a jsonl (resumable: ids already written are skipped) with the teacher's
 name; nothing is filtered here. The data builder keeps a query only when its source passages come back in
