@@ -93,6 +93,12 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     sp.add_argument("--explain-top-k", type=int, default=None, metavar="N",
                     help="direct mode: explain the top N results of each request (one reasoning generation "
                          "each, capped by top_n; a request turns it off with return_explanations: false)")
+    sp.add_argument("--fusion-weight", type=float, default=None,
+                    help="fuse the reranker score with each document's first-stage 'score' (0..1; default: the "
+                         "model card's weight, applied when documents carry scores)")
+    sp.add_argument("--prior-weight", type=float, default=None,
+                    help="direct mode: divide each document's prior (its label distribution under a content-free "
+                         "query) out of its score, 0..1 (up to one more forward pass per new document)")
     sp.add_argument("--on-parse-error", choices=("fallback", "report"), default="fallback")
     sp.add_argument("--device", default=None)
     sp.add_argument("--dtype", default=None)
