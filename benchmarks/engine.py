@@ -12,7 +12,10 @@ score variance that the document alone explains: high when some documents score 
 each document is scored once under the content-free query and divided out of the cached label probabilities.
 The fusion weight (``ReasoningReranker(fusion_weight=...)``) is tuned on ``--tune-fold``: its own figure
 there is cross-fitted (weight tuned on one half of the queries, measured on the other, both ways), and the
-weight tuned on the whole fold is applied unchanged to the other folds.
+weight tuned on the whole fold is applied unchanged to the other folds. A system whose model card carries a
+fusion weight (the shipped default's) also gets its figure at that weight, as ``ReasoningReranker()`` returns
+it; each row's *vs first stage* columns give the mean per-query difference in nDCG@10 from the first stage
+with its 95% paired-bootstrap interval (:func:`paired_delta`), for the model alone and at the card's weight.
 
 Example (the docs/benchmarks.md table)::
 
@@ -203,6 +206,22 @@ def _cross_fitted(qrels: dict, run: dict, judged: dict, depth: int) -> float:
     return sum(scores.values()) / len(scores) if scores else float("nan")
 
 
+def paired_delta(system: dict[str, float], base: dict[str, float], *, resamples: int = 10_000,
+                 seed: int = 0) -> tuple[float, float, float]:
+    """Mean per-query ``system - base`` over the queries of ``system`` and its 95% paired-bootstrap interval
+    (percentile, seeded): an interval that holds 0 says the query sample cannot tell the two apart."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    diffs = np.array([system[q] - base[q] for q in system], dtype=float)
+    if len(diffs) < 2 or not diffs.any():
+        mean = float(diffs.mean()) if len(diffs) else float("nan")
+        return mean, mean, mean
+    ci = bootstrap((diffs,), np.mean, confidence_level=0.95, n_resamples=resamples, method="percentile",
+                   random_state=seed).confidence_interval
+    return float(diffs.mean()), float(ci.low), float(ci.high)
+
+
 def score_priors(rr: ReasoningReranker, fold: Collection, docids: list[str], cache: Path, *,
                  titles: bool = True) -> dict[str, list[float]]:
     """Each document's label probabilities under the content-free query the reranker's ``prior_weight`` uses;
@@ -237,14 +256,22 @@ def calibrated(judged: dict[str, dict[str, dict[str, Any]]], priors: dict[str, l
 
 def _row(fname: str, system: str, mode: str, judged: dict[str, dict[str, dict[str, Any]]], qrels: dict,
          first: dict[str, dict[str, float]], args: argparse.Namespace,
-         weights: dict[tuple[str, str], float]) -> dict[str, Any]:
-    """One table row: the model alone, fused (the weight tuned on ``--tune-fold``), parse rate, doc share."""
+         weights: dict[tuple[str, str], float], card_weight: float | None = None) -> dict[str, Any]:
+    """One table row: the model alone, fused (the weight tuned on ``--tune-fold``; and at the model card's
+    ``card_weight``), each against the first stage per query, parse rate, doc share."""
     qids = list(judged)
-    agg, _ = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
+    agg, per_q = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
+    _, base = evaluate(qrels, {q: first[q] for q in qids}, ["nDCG@10"])
+    base_q = {q: base[q]["nDCG@10"] for q in qids}
     flat = [r for q in judged.values() for r in q.values()]
     row = {"fold": fname, "system": system, "mode": mode, "queries": len(qids), **agg,
            "parse_rate": sum(r["parse_ok"] for r in flat) / len(flat),
-           "errors": sum(bool(r["error"]) for r in flat), "doc_share": document_share(judged)}
+           "errors": sum(bool(r["error"]) for r in flat), "doc_share": document_share(judged),
+           "vs_first": paired_delta({q: per_q[q]["nDCG@10"] for q in qids}, base_q)}
+    if card_weight:
+        card, card_q = evaluate(qrels, _reranked(judged, first, args.depth, card_weight), ["nDCG@10"])
+        row.update({"card_weight": card_weight, "card_nDCG@10": card["nDCG@10"],
+                    "card_vs_first": paired_delta({q: card_q[q]["nDCG@10"] for q in qids}, base_q)})
     model_scores = {q: {d: judged[q][d]["score"] for d in _head(first[q], args.depth)} for q in qids}
     if fname == args.tune_fold:
         weights[(system, mode)], _ = tune_fusion_weight(qrels, {q: first[q] for q in qids}, model_scores)
@@ -285,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, dtype=args.dtype) as rr:
                     dtype = str(getattr(rr.backend, "dtype", "na")).replace("torch.", "")  # as resolved here
+                    card_weight = rr.fusion_weight  # the model card's (None: the card sets none)
                     stem = args.out / fname / (f"{sname}-{prints[sname]}-{dtype}-{mode}-{args.first_stage}"
                                                f"{'-untitled' if args.no_titles else ''}")
                     judged, dps = score_system(rr, fold, first, qids, args.depth, stem.with_suffix(".jsonl"),
@@ -296,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
                 for w in args.prior_weights:
                     label = sname if not w else f"{sname}+prior{w:g}"
                     row = _row(fname, label, mode, calibrated(judged, priors, w, args.labels) if w else judged,
-                               qrels, first, args, weights)
+                               qrels, first, args, weights, card_weight)
                     row["docs_per_s"] = round(dps, 2)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
@@ -305,14 +333,21 @@ def main(argv: list[str] | None = None) -> int:
                                                        "rows": rows}, indent=2), encoding="utf-8")
     print(f"\nfirst stage: {args.first_stage}, depth {args.depth}; fusion weight tuned on {args.tune_fold} "
           "(cross-fitted there)\n")
-    print("| fold | system | mode | queries | nDCG@10 | R@10 | fused nDCG@10 (weight) | parse rate | docs/s | doc share |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| fold | system | mode | queries | nDCG@10 | R@10 | vs first stage [95% CI] | fused nDCG@10 (weight) "
+          "| at the card's weight | vs first stage [95% CI] | parse rate | docs/s | doc share |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+
+    def delta(d: Any) -> str:
+        return "" if d is None else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]"
+
     for r in rows:
         fused = f"{r['fused_nDCG@10']:.3f} ({r['fusion_weight']})" if r.get("fused_nDCG@10") is not None else ""
+        card = f"{r['card_nDCG@10']:.3f} ({r['card_weight']})" if "card_nDCG@10" in r else ""
         share = "" if r.get("doc_share") is None else f"{r['doc_share']:.2f}"
         extra = (f"{r['parse_rate']:.1%} | {r['docs_per_s']} | {share}" if "parse_rate" in r else " | | ")
         print(f"| {r['fold']} | {r['system']} | {r['mode']} | {r['queries']} | {r['nDCG@10']:.3f} | "
-              f"{r['R@10']:.3f} | {fused} | {extra} |")
+              f"{r['R@10']:.3f} | {delta(r.get('vs_first'))} | {fused} | {card} | {delta(r.get('card_vs_first'))} "
+              f"| {extra} |")
     if args.weight_grid:
         print("\nfused nDCG@10 by weight (w = 0: the model alone, 1: the first stage):")
         for r in rows:

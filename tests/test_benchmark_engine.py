@@ -48,6 +48,9 @@ def test_the_benchmark_runs_with_and_without_titles(load_benchmark, tiny_model_d
     assert tiny["queries"] == rows[0]["queries"] > 1 and tiny["errors"] == 0 and tiny["parse_rate"] == 1.0
     assert 0.0 <= tiny["nDCG@10"] <= 1.0 and tiny["fusion_weight"] is not None
     assert tiny["doc_share"] is None  # 2 queries x 5 documents: no document judged for 3 queries
+    mean, lo, hi = tiny["vs_first"]  # per query against the first stage it reranked
+    assert mean == pytest.approx(tiny["nDCG@10"] - rows[0]["nDCG@10"]) and lo <= mean <= hi
+    assert "card_nDCG@10" not in tiny  # the tiny model's card sets no fusion weight
     out = capsys.readouterr().out
     assert "| tiny-dev | tiny | direct |" in out and "doc share" in out
     assert bench.main([*argv, "--no-titles"]) == 0
@@ -79,3 +82,35 @@ def test_the_benchmark_runs_with_and_without_titles(load_benchmark, tiny_model_d
     assert [r.score for r in got] == pytest.approx([want[d]["score"] for d in ids], abs=1e-5)
     with pytest.raises(SystemExit):
         bench.parse_args(["--system", "a=b", "--prior-weights", "0.5", "--modes", "reasoning"])
+
+
+def test_paired_delta_is_the_mean_difference_with_a_bootstrap_interval(load_benchmark) -> None:
+    bench = load_benchmark("engine")
+    base = {str(q): 0.5 for q in range(40)}
+    better = {q: 0.5 + 0.1 + (0.02 if int(q) % 2 else -0.02) for q in base}
+    mean, lo, hi = bench.paired_delta(better, base)
+    assert mean == pytest.approx(0.1) and 0.08 <= lo < mean < hi <= 0.12  # every query gains: 0 is outside
+    noisy = {q: 0.5 + (0.3 if int(q) % 2 else -0.3) for q in base}
+    mean, lo, hi = bench.paired_delta(noisy, base)
+    assert mean == pytest.approx(0.0) and lo < 0 < hi  # gains and losses that cancel: 0 is inside
+    assert bench.paired_delta(base, base) == (0.0, 0.0, 0.0)
+    assert bench.paired_delta(better, base) == bench.paired_delta(better, base)  # seeded
+
+
+def test_a_model_card_fusion_weight_gets_its_own_figure(load_benchmark, tiny_model_dir: Path, tmp_path: Path) -> None:
+    from reasonrank.evaluation import bm25_search, load_beir, write_trec_run
+
+    bench = load_benchmark("engine")
+    fold = tmp_path / "tiny-dev"
+    shutil.copytree(TINY_BEIR, fold)
+    (fold / "runs").mkdir()
+    write_trec_run(bm25_search(load_beir(fold, "test"), k=10), fold / "runs" / "dense.trec")
+    model = tmp_path / "carded"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "reasonrank.json").write_text(json.dumps({"mode": "direct", "fusion_weight": 1.0}))
+    assert bench.main(["--system", f"carded={model}", "--fold", str(fold), "--split", "test", "--tune-fold",
+                       "tiny-dev", "--depth", "5", "--dtype", "float32", "--out", str(tmp_path / "out")]) == 0
+    first, carded = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+    assert carded["card_weight"] == 1.0  # weight 1: the first stage's order, so its figure and no difference
+    assert carded["card_nDCG@10"] == pytest.approx(first["nDCG@10"])
+    assert carded["card_vs_first"] == pytest.approx([0.0, 0.0, 0.0])
