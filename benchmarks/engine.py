@@ -5,7 +5,8 @@ dev folds that ``reasonrank-train data`` builds (never on fanout-final-test).
 For every fold: BM25, dense and their union (the runs the data builder wrote), then each ``--system``
 reranking the top ``--depth`` of the ``--first-stage`` run in each ``--modes`` mode. Model scores are cached
 per query in ``--out`` under the system's name, its weights' fingerprint and the dtype it ran in (a rerun
-resumes; new weights under an old name, or the same ones in another dtype, are scored anew), so adding a
+resumes; new weights under an old name, or the same ones in another dtype or at another ``--max-doc-tokens``,
+are scored anew), so adding a
 system or a mode only scores what is new. *Doc share* (:func:`document_share`) is the share of a model's
 score variance that the document alone explains: high when some documents score high whatever is asked.
 ``--prior-weights 0,0.5`` adds a row per weight for the document prior (``ReasoningReranker(prior_weight=...)``):
@@ -45,6 +46,7 @@ from reasonrank.parsing import calibrate, expected_score
 from reasonrank.planning import PRIOR_QUERY
 
 MEASURES = ("nDCG@10", "R@10")
+DOC_TOKENS = 160  # --max-doc-tokens default: what reasonrank-tiny was trained with
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--depth", type=int, default=30, help="documents reranked per query")
     p.add_argument("--modes", default="direct", help="comma-separated: direct, reasoning")
     p.add_argument("--max-queries", type=int, default=0, help="first N queries per fold by sorted id (0: all)")
-    p.add_argument("--max-doc-tokens", type=int, default=160)
+    p.add_argument("--max-doc-tokens", type=int, default=DOC_TOKENS)
     p.add_argument("--no-titles", action="store_true",
                    help="show the models the documents without their titles (the first stages keep theirs): "
                         "how much a model leans on a title, as untitled chunks give it none")
@@ -314,7 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                     dtype = str(getattr(rr.backend, "dtype", "na")).replace("torch.", "")  # as resolved here
                     card_weight = rr.fusion_weight  # the model card's (None: the card sets none)
                     stem = args.out / fname / (f"{sname}-{prints[sname]}-{dtype}-{mode}-{args.first_stage}"
-                                               f"{'-untitled' if args.no_titles else ''}")
+                                               f"{'-untitled' if args.no_titles else ''}"
+                                               f"{'' if args.max_doc_tokens == DOC_TOKENS else f'-doc{args.max_doc_tokens}'}")
                     judged, dps = score_system(rr, fold, first, qids, args.depth, stem.with_suffix(".jsonl"),
                                                titles=not args.no_titles)
                     docids = sorted({d for q in qids for d in _head(first[q], args.depth)})

@@ -56,6 +56,10 @@ def test_the_benchmark_runs_with_and_without_titles(load_benchmark, tiny_model_d
     assert bench.main([*argv, "--no-titles"]) == 0
     caches = sorted((p.name for p in (tmp_path / "out" / "tiny-dev").iterdir()), key=len)
     assert len(caches) == 2 and caches[1] == caches[0].replace(".jsonl", "-untitled.jsonl")
+    assert bench.main([*argv, "--max-doc-tokens", "8"]) == 0  # other documents: scored anew, not read from the cache
+    cut = tmp_path / "out" / "tiny-dev" / caches[0].replace(".jsonl", "-doc8.jsonl")
+    assert cut.is_file() and len(cut.read_text().splitlines()) == len((tmp_path / "out" / "tiny-dev" / caches[0])
+                                                                      .read_text().splitlines())
     titled, untitled = ([json.loads(x) for x in (tmp_path / "out" / "tiny-dev" / c).open()] for c in caches)
     assert [(r["qid"], r["docid"]) for r in titled] == [(r["qid"], r["docid"]) for r in untitled]
     assert [r["score"] for r in titled] != [r["score"] for r in untitled]  # the model saw other prompts
