@@ -16,6 +16,7 @@ from typing import Any
 from .io import JsonlError, parse_jsonl, read_jsonl
 from .models import DEFAULT_MODEL, LOCAL_SMOLLM2
 from .options import parse_options
+from .serve.config import add_serve_parser, add_weight_options  # light: no FastAPI import
 
 __all__ = ["bm25_first_stage", "main", "read_docs"]
 
@@ -60,12 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="bm25: retrieve from --docs with BM25 first (needs reasonrank[bench]) and rerank the top "
                          "--first-stage-k, carrying each document's BM25 score (used by --fusion-weight)")
     rr.add_argument("--first-stage-k", type=int, default=None, help="documents the first stage keeps (default: all)")
-    rr.add_argument("--fusion-weight", type=float, default=None,
-                    help="fuse the reranker score with the first-stage score (0..1; needs first-stage scores: "
-                         "--first-stage bm25 or a 'score' per document)")
-    rr.add_argument("--prior-weight", type=float, default=None,
-                    help="direct mode: divide each document's prior (its label distribution under a content-free "
-                         "query) out of its score, 0..1 (up to one more forward pass per document)")
+    add_weight_options(rr, "first-stage scores: --first-stage bm25 or a 'score' per document")
     rr.add_argument("--mode", choices=("reasoning", "direct"), default=None,
                     help="default: the model's reasonrank.json, else reasoning")
     rr.add_argument("--backend", default="transformers")
@@ -85,8 +81,6 @@ def _build_parser() -> argparse.ArgumentParser:
                          "shown result with the reasoning prompt (one generation per shown document)")
     rr.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
     rr.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO)")
-    from .serve.config import add_serve_parser  # light: no FastAPI import
-
     add_serve_parser(sub)
     return ap
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..models import DEFAULT_MODEL, LOCAL_SMOLLM2
 
-__all__ = ["API_KEY_ENV", "ServeConfig", "add_serve_parser", "config_from_args"]
+__all__ = ["API_KEY_ENV", "ServeConfig", "add_serve_parser", "add_weight_options", "config_from_args"]
 
 API_KEY_ENV = "REASONRANK_API_KEY"
 """Environment variable holding the API key (preferred over ``--api-key``, which other users can see in ``ps``)."""
@@ -72,6 +72,17 @@ class ServeConfig:
                              "or give a non-empty key")
 
 
+def add_weight_options(parser: argparse.ArgumentParser, scores: str) -> None:
+    """``--fusion-weight`` and ``--prior-weight``, the score options ``rerank`` and ``serve`` share (``scores``:
+    where the first-stage scores come from)."""
+    parser.add_argument("--fusion-weight", type=float, default=None,
+                        help=f"fuse the reranker score with the first-stage score, 0..1; needs {scores}")
+    parser.add_argument("--prior-weight", type=float, default=None,
+                        help="direct mode: divide each document's prior (its label distribution under a "
+                             "content-free query) out of its score, 0..1 (up to one more forward pass per new "
+                             "document)")
+
+
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` subcommand to the CLI's subparsers; return its parser."""
     sp = sub.add_parser("serve", help="serve a Cohere/Jina/TEI-compatible rerank HTTP API",
@@ -93,12 +104,8 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     sp.add_argument("--explain-top-k", type=int, default=None, metavar="N",
                     help="direct mode: explain the top N results of each request (one reasoning generation "
                          "each, capped by top_n; a request turns it off with return_explanations: false)")
-    sp.add_argument("--fusion-weight", type=float, default=None,
-                    help="fuse the reranker score with each document's first-stage 'score' (0..1; default: the "
-                         "model card's weight, applied when documents carry scores)")
-    sp.add_argument("--prior-weight", type=float, default=None,
-                    help="direct mode: divide each document's prior (its label distribution under a content-free "
-                         "query) out of its score, 0..1 (up to one more forward pass per new document)")
+    add_weight_options(sp, "each document's first-stage 'score' (default: the model card's weight, applied when "
+                           "documents carry scores)")
     sp.add_argument("--on-parse-error", choices=("fallback", "report"), default="fallback")
     sp.add_argument("--device", default=None)
     sp.add_argument("--dtype", default=None)
