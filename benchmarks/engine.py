@@ -318,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                     stem = args.out / fname / (f"{sname}-{prints[sname]}-{dtype}-{mode}-{args.first_stage}"
                                                f"{'-untitled' if args.no_titles else ''}"
                                                f"{'' if args.max_doc_tokens == DOC_TOKENS else f'-doc{args.max_doc_tokens}'}")
-                    judged, dps = score_system(rr, fold, first, qids, args.depth, stem.with_suffix(".jsonl"),
+                    judged, dps = score_system(rr, fold, first, qids, args.depth, Path(f"{stem}.jsonl"),
                                                titles=not args.no_titles)
                     docids = sorted({d for q in qids for d in _head(first[q], args.depth)})
                     priors = score_priors(rr, fold, docids, Path(f"{stem}-prior.jsonl"), titles=not args.no_titles) \

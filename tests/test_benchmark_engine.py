@@ -112,9 +112,11 @@ def test_a_model_card_fusion_weight_gets_its_own_figure(load_benchmark, tiny_mod
     model = tmp_path / "carded"
     shutil.copytree(tiny_model_dir, model)
     (model / "reasonrank.json").write_text(json.dumps({"mode": "direct", "fusion_weight": 1.0}))
-    assert bench.main(["--system", f"carded={model}", "--fold", str(fold), "--split", "test", "--tune-fold",
+    assert bench.main(["--system", f"carded-0.5={model}", "--fold", str(fold), "--split", "test", "--tune-fold",
                        "tiny-dev", "--depth", "5", "--dtype", "float32", "--out", str(tmp_path / "out")]) == 0
     first, carded = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+    cache = [p.name for p in (tmp_path / "out" / "tiny-dev").iterdir()]  # a dot in the name is not a suffix
+    assert len(cache) == 1 and cache[0].startswith("carded-0.5-") and cache[0].endswith("-float32-direct-dense.jsonl")
     assert carded["card_weight"] == 1.0  # weight 1: the first stage's order, so its figure and no difference
     assert carded["card_nDCG@10"] == pytest.approx(first["nDCG@10"])
     assert carded["card_vs_first"] == pytest.approx([0.0, 0.0, 0.0])
