@@ -258,13 +258,12 @@ def calibrated(judged: dict[str, dict[str, dict[str, Any]]], priors: dict[str, l
 
 def _row(fname: str, system: str, mode: str, judged: dict[str, dict[str, dict[str, Any]]], qrels: dict,
          first: dict[str, dict[str, float]], args: argparse.Namespace,
-         weights: dict[tuple[str, str], float], card_weight: float | None = None) -> dict[str, Any]:
+         weights: dict[tuple[str, str], float], base_q: dict[str, float],
+         card_weight: float | None = None) -> dict[str, Any]:
     """One table row: the model alone, fused (the weight tuned on ``--tune-fold``; and at the model card's
-    ``card_weight``), each against the first stage per query, parse rate, doc share."""
+    ``card_weight``), each against the first stage's per-query nDCG@10 ``base_q``, parse rate, doc share."""
     qids = list(judged)
     agg, per_q = evaluate(qrels, _reranked(judged, first, args.depth, None), MEASURES)
-    _, base = evaluate(qrels, {q: first[q] for q in qids}, ["nDCG@10"])
-    base_q = {q: base[q]["nDCG@10"] for q in qids}
     flat = [r for q in judged.values() for r in q.values()]
     row = {"fold": fname, "system": system, "mode": mode, "queries": len(qids), **agg,
            "parse_rate": sum(r["parse_ok"] for r in flat) / len(flat),
@@ -303,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         first = read_trec_run(path / "runs" / f"{args.first_stage}.trec")
         qids = _subset(fold, first, args.max_queries)
         qrels = {q: fold.qrels[q] for q in qids}
+        _, base = evaluate(qrels, {q: first[q] for q in qids}, ["nDCG@10"])
+        base_q = {q: base[q]["nDCG@10"] for q in qids}  # what each reranker is compared with, query by query
         for name in ("bm25", "dense", "union"):
             f = path / "runs" / f"{name}.trec"
             if f.is_file():
@@ -327,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 for w in args.prior_weights:
                     label = sname if not w else f"{sname}+prior{w:g}"
                     row = _row(fname, label, mode, calibrated(judged, priors, w, args.labels) if w else judged,
-                               qrels, first, args, weights, card_weight)
+                               qrels, first, args, weights, base_q, card_weight)
                     row["docs_per_s"] = round(dps, 2)
                     rows.append(row)
                     print(json.dumps(row), flush=True)
