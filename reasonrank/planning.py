@@ -224,8 +224,9 @@ class Planner:
             else:
                 fresh[key] = dist
         errors = {i: lp.error for i, lp in enumerate(lps[:n]) if lp.error is not None}
-        errors.update({i: failed[k] for i, k in enumerate(keys) if k in failed and i not in errors})  # reported,
-        rows = []                                                                   # never scored uncalibrated
+        # a document whose prior failed is reported, never scored uncalibrated
+        errors.update({i: failed[k] for i, k in enumerate(keys) if k in failed and i not in errors})
+        rows = []
         for i, lp in enumerate(lps[:n]):
             dist = None if i in errors else self._distribution(lp.logprobs, i, errors)
             if dist is not None and keys:
