@@ -11,6 +11,9 @@ system or a mode only scores what is new. *Doc share* (:func:`document_share`) i
 score variance that the document alone explains: high when some documents score high whatever is asked.
 ``--prior-weights 0,0.5`` adds a row per weight for the document prior (``ReasoningReranker(prior_weight=...)``):
 each document is scored once under the content-free query and divided out of the cached label probabilities.
+``--likelihood-weights 0,0.5`` likewise adds a row per weight for the query likelihood
+(``ReasoningReranker(likelihood_weight=...)``): each candidate's ``query_logprob`` is scored once and mixed
+into the cached label scores over the query's candidates.
 The fusion weight (``ReasoningReranker(fusion_weight=...)``) is tuned on ``--tune-fold``: its own figure
 there is cross-fitted (weight tuned on one half of the queries, measured on the other, both ways), and the
 weight tuned on the whole fold is applied unchanged to the other folds. A system whose model card carries a
@@ -40,7 +43,7 @@ from typing import Any
 
 from reasonrank import ReasoningReranker
 from reasonrank.evaluation import Collection, evaluate, load_beir, read_trec_run
-from reasonrank.fusion import fuse_scores, tune_fusion_weight
+from reasonrank.fusion import fuse_scores, list_scores, tune_fusion_weight
 from reasonrank.io import read_jsonl
 from reasonrank.parsing import calibrate, expected_score
 from reasonrank.planning import PRIOR_QUERY
@@ -70,6 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="comma-separated ReasoningReranker(prior_weight=...) values, each a row NAME+priorW "
                         "(direct mode; 0: off): each document's prior is scored once and divided out of the "
                         "cached label probabilities (reasonrank.parsing.calibrate, what the reranker does)")
+    p.add_argument("--likelihood-weights", default="0",
+                   help="comma-separated ReasoningReranker(likelihood_weight=...) values, each a row NAME+qlW "
+                        "(direct mode; 0: off): each candidate's query log-likelihood is scored once, cached, "
+                        "and mixed into the cached label scores (reasonrank.fusion.list_scores)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--dtype", default="auto",
                    help="model dtype; auto: the reranker's default (bf16 on CPUs with native bf16, ~1.7x faster "
@@ -92,13 +99,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not sep or not name or not model:
             p.error(f"--system {spec!r}: write NAME=MODEL, e.g. --system shipped=reasonrank-tiny")
         systems.append((name, model))
-    try:
-        args.prior_weights = [float(w) for w in args.prior_weights.split(",") if w.strip()]
-    except ValueError:
-        p.error(f"--prior-weights {args.prior_weights!r}: write numbers in [0, 1], e.g. 0,0.5")
-    if not args.prior_weights or any(not 0 <= w <= 1 for w in args.prior_weights) or \
-            (any(args.prior_weights) and args.modes != ["direct"]):
-        p.error("--prior-weights: numbers in [0, 1], with --modes direct (the prior calibrates direct mode)")
+    for flag in ("prior_weights", "likelihood_weights"):
+        opt = "--" + flag.replace("_", "-")
+        try:
+            vals = [float(w) for w in getattr(args, flag).split(",") if w.strip()]
+        except ValueError:
+            p.error(f"{opt} {getattr(args, flag)!r}: write numbers in [0, 1], e.g. 0,0.5")
+        if not vals or any(not 0 <= w <= 1 for w in vals) or (any(vals) and args.modes != ["direct"]):
+            p.error(f"{opt}: numbers in [0, 1], with --modes direct (it applies to direct-mode scores)")
+        setattr(args, flag, vals)
     args.system = systems
     return args
 
@@ -241,6 +250,48 @@ def score_priors(rr: ReasoningReranker, fold: Collection, docids: list[str], cac
     return done
 
 
+def score_likelihoods(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[str, float]], qids: list[str],
+                      depth: int, cache: Path, *, titles: bool = True) -> tuple[dict[str, dict[str, float]], float]:
+    """Each candidate's ``query_logprob`` as the reranker computes it (the planner's likelihood pairs, the
+    backend's ``continuation_logprobs``), ``{qid: {docid: value}}``, cached per query; and documents/s of
+    that pass (NaN when everything was cached)."""
+    done: dict[str, dict[str, float]] = {}
+    if cache.is_file():
+        for _, row in read_jsonl(cache):
+            done.setdefault(row["qid"], {})[row["docid"]] = row["query_logprob"]
+    planner = rr._planner()
+    seconds, n = 0.0, 0
+    with cache.open("a", encoding="utf-8") as fh:
+        for q in qids:
+            head = _head(run[q], depth)
+            if q in done and set(head) <= set(done[q]):
+                continue
+            started = time.perf_counter()
+            docs = [fold.corpus[d] if titles else replace(fold.corpus[d], title=None) for d in head]
+            texts = [t for t, _ in rr.prompts.document_texts(docs, rr.backend)]
+            query = rr.prompts.query_text(fold.queries[q], rr.backend)
+            values = rr.backend.continuation_logprobs(planner.likelihood_pairs([query] * len(texts), texts))
+            seconds, n = seconds + time.perf_counter() - started, n + len(head)
+            done[q] = dict(zip(head, values))
+            for d, v in done[q].items():
+                fh.write(json.dumps({"qid": q, "docid": d, "query_logprob": v}) + "\n")
+            fh.flush()
+    return done, (n / seconds if seconds else float("nan"))
+
+
+def with_likelihood(judged: dict[str, dict[str, dict[str, Any]]], qlps: dict[str, dict[str, float]],
+                    weight: float) -> dict[str, dict[str, dict[str, Any]]]:
+    """The judgments scored as ``ReasoningReranker(likelihood_weight=weight)`` scores a query's candidates
+    (:func:`reasonrank.fusion.list_scores`; tests/test_likelihood.py checks the reranker against it)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for q, rows in judged.items():
+        ids = list(rows)
+        model, _ = list_scores([rows[d]["score"] for d in ids], [qlps[q][d] for d in ids], None,
+                               likelihood_weight=weight)
+        out[q] = {d: {**rows[d], "score": m} for d, m in zip(ids, model)}
+    return out
+
+
 def calibrated(judged: dict[str, dict[str, dict[str, Any]]], priors: dict[str, list[float]], weight: float,
                labels: tuple[int, ...]) -> dict[str, dict[str, dict[str, Any]]]:
     """The judgments with each document's prior divided out (:func:`reasonrank.parsing.calibrate`), scored as the
@@ -311,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"fold": fname, "system": name, "mode": "first stage", "queries": len(qids), **agg})
         for sname, model in args.system:
             for mode in args.modes:
-                with ReasoningReranker(model, mode=mode, label_scale=args.labels, prior_weight=0,
+                with ReasoningReranker(model, mode=mode, label_scale=args.labels, prior_weight=0, likelihood_weight=0,
                                        max_doc_tokens=args.max_doc_tokens, max_new_tokens=args.max_new_tokens,
                                        batch_size=args.batch_size, dtype=args.dtype) as rr:
                     dtype = str(getattr(rr.backend, "dtype", "na")).replace("torch.", "")  # as resolved here
@@ -324,14 +375,21 @@ def main(argv: list[str] | None = None) -> int:
                     docids = sorted({d for q in qids for d in _head(first[q], args.depth)})
                     priors = score_priors(rr, fold, docids, Path(f"{stem}-prior.jsonl"), titles=not args.no_titles) \
                         if any(args.prior_weights) else {}
+                    qlps, ql_dps = score_likelihoods(rr, fold, first, qids, args.depth, Path(f"{stem}-ql.jsonl"),
+                                                     titles=not args.no_titles) \
+                        if any(args.likelihood_weights) else ({}, float("nan"))
                 judged = {q: judged[q] for q in qids}
-                for w in args.prior_weights:
-                    label = sname if not w else f"{sname}+prior{w:g}"
-                    row = _row(fname, label, mode, calibrated(judged, priors, w, args.labels) if w else judged,
-                               qrels, first, args, weights, base_q, card_weight)
-                    row["docs_per_s"] = round(dps, 2)
-                    rows.append(row)
-                    print(json.dumps(row), flush=True)
+                for pw in args.prior_weights:
+                    for lw in args.likelihood_weights:
+                        label = sname + (f"+prior{pw:g}" if pw else "") + (f"+ql{lw:g}" if lw else "")
+                        rows_pw = calibrated(judged, priors, pw, args.labels) if pw else judged
+                        row = _row(fname, label, mode, with_likelihood(rows_pw, qlps, lw) if lw else rows_pw,
+                                   qrels, first, args, weights, base_q, card_weight)
+                        row["docs_per_s"] = round(dps, 2)
+                        if lw:
+                            row["likelihood_docs_per_s"] = round(ql_dps, 2)  # the extra pass, on its own
+                        rows.append(row)
+                        print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "summary.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                        "rows": rows}, indent=2), encoding="utf-8")

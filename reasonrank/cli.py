@@ -151,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = "<stdin>" if args.docs == "-" else args.docs
     try:
         docs = read_docs(args.docs, lines)
-        reranker = reranker_from_args(args, fusion_weight=args.fusion_weight, prior_weight=args.prior_weight)
+        reranker = reranker_from_args(args, fusion_weight=args.fusion_weight, prior_weight=args.prior_weight,
+                                      likelihood_weight=args.likelihood_weight)
         if args.first_stage == "bm25":
             docs, order = bm25_first_stage(args.query, docs, args.first_stage_k)
             lines = [lines[i] for i in order]

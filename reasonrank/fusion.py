@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 
-__all__ = ["fuse_scores", "minmax", "tune_fusion_weight"]
+__all__ = ["fuse_scores", "list_scores", "minmax", "tune_fusion_weight"]
 
 
 def minmax(values: Sequence[float]) -> list[float]:
@@ -49,6 +49,33 @@ def fuse_scores(model: Sequence[float], first_stage: Sequence[float], weight: fl
     if len(model) != len(first_stage):
         raise ValueError(f"{len(model)} model scores but {len(first_stage)} first-stage scores")
     return [(1.0 - weight) * m + weight * f for m, f in zip(model, minmax(first_stage))]
+
+
+def list_scores(label_scores: Sequence[float], query_logprobs: Sequence[float | None] | None,
+                first_stage: Sequence[float] | None, *, likelihood_weight: float = 0.0,
+                fusion_weight: float = 0.0) -> tuple[list[float], list[float]]:
+    """One query's candidate list: (model scores, final scores).
+
+    The model score is ``(1 - likelihood_weight) * label score + likelihood_weight * minmax(query_logprobs)``
+    (the query likelihood min-max normalised over the list); the final score fuses it with the first stage
+    (:func:`fuse_scores`) when ``first_stage`` is given. Both weights are in [0, 1]; 0 leaves a part out.
+    A None query log-probability (a document that failed) takes the list's lowest.
+
+    Example:
+        >>> list_scores([0.2, 0.4], [-3.0, -1.0], None, likelihood_weight=0.5)
+        ([0.1, 0.7], [0.1, 0.7])
+    """
+    model = [float(s) for s in label_scores]
+    if likelihood_weight:
+        if not 0.0 <= likelihood_weight <= 1.0:
+            raise ValueError(f"likelihood weight must be in [0, 1], got {likelihood_weight}")
+        if query_logprobs is None or len(query_logprobs) != len(model):
+            raise ValueError("likelihood_weight needs one query log-probability per candidate")
+        known = [q for q in query_logprobs if q is not None]
+        filled = [min(known, default=0.0) if q is None else q for q in query_logprobs]
+        model = [(1.0 - likelihood_weight) * m + likelihood_weight * q for m, q in zip(model, minmax(filled))]
+    final = fuse_scores(model, first_stage, fusion_weight) if first_stage is not None else model
+    return model, final
 
 
 GRID: tuple[float, ...] = tuple(k / 10 for k in range(11))

@@ -25,13 +25,14 @@ Example:
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from .backends import GenerateRequest, Generation, LabelReply, LabelRequest, LabelScores, LabelSpec, Prompt
-from .backends.base import Request
-from .fusion import fuse_scores
+from .backends.base import LikelihoodRequest, Request
+from .fusion import list_scores
 from .parsing import NonFiniteScores, ParseError, calibrate, expected_score, label_distribution, parse_judgment
 from .prompting import PromptBuilder, TextOps
 from .schema import DocInput, Document, RerankResult, RerankStats, to_documents
@@ -115,6 +116,10 @@ class Planner:
             None or 0: none.
         prior_cache: Document priors already computed, by the document's prompt text (shared by one reranker's
             plans: a document reranked for another query costs no second pass); at most :data:`PRIOR_CACHE_SIZE`.
+        likelihood_weight: Direct mode: the share of the query likelihood in the model score (the template's
+            ``likelihood`` prompt; :func:`reasonrank.fusion.list_scores`); None or 0: the label score alone.
+            Applied over one query's candidate list, like fusion (not by ``score_pairs``, which still reports
+            each pair's ``query_logprob``).
         stats: The counters the plan updates.
     """
 
@@ -126,6 +131,7 @@ class Planner:
     fusion_required: bool = False
     prior_weight: float | None = None
     prior_cache: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    likelihood_weight: float | None = None
     stats: RerankStats = field(default_factory=RerankStats)
 
     @property
@@ -148,6 +154,7 @@ class Planner:
             return []
         shown = {q: self.prompts.query_text(q, self.text_ops) for q in dict.fromkeys(queries)}
         per_doc = [shown[q] for q in queries] if len(queries) > 1 else [shown[queries[0]]] * len(documents)
+        listwise = fuse  # one query's candidate list: the list-relative parts (likelihood, fusion) apply
         fuse = fuse and bool(self.fusion_weight)  # None or 0: the model score alone
         if fuse:
             missing = [i for i, d in enumerate(documents) if d.first_stage_score is None]
@@ -169,21 +176,50 @@ class Planner:
             rows, errors, gens = yield from self._plan_direct(prompts, keys)
         else:
             rows, errors, gens = yield from self._plan_reasoning(prompts)
+        qlps = (yield from self._plan_likelihood(per_doc, [text for text, _ in cut], errors)) \
+            if self.likelihood_weight else None
         if errors:
             self.stats.errors += len(errors)
             logger.warning("%d of %d documents could not be scored; reported with error set, score 0, ranked "
                            "last (first: %s)", len(errors), len(documents), next(iter(errors.values())))
         self.stats.documents += len(documents)
         self.stats.truncated += n_trunc
-        return self._results(documents, cut, rows, errors, gens, fuse, [p.assistant_prefix for p in prompts])
+        return self._results(documents, cut, rows, errors, gens, fuse, [p.assistant_prefix for p in prompts],
+                             qlps, listwise)
+
+    def likelihood_pairs(self, queries: Sequence[str], texts: Sequence[str]) -> list[tuple[str, str]]:
+        """The (context, continuation) pairs whose :meth:`~reasonrank.backends.Backend.continuation_logprobs`
+        is each document's ``query_logprob``: the template's ``likelihood`` prompt around the prepared document
+        text (:meth:`PromptBuilder.document_texts`), then the prompt-ready query (:meth:`PromptBuilder.query_text`)
+        after a space."""
+        tpl = self.prompts.template
+        return [(tpl.render_likelihood(document=t), " " + q.strip()) for q, t in zip(queries, texts)]
+
+    def _plan_likelihood(self, queries: list[str], texts: list[str],
+                         errors: dict[int, str]) -> Generator[Request, Any, list[float | None]]:
+        """Each judged document's query likelihood (mean log-probability per query token after the template's
+        ``likelihood`` prompt); None for documents already failed. A non-finite value fails its document."""
+        todo = [i for i in range(len(texts)) if i not in errors]
+        answers = (yield LikelihoodRequest(self.likelihood_pairs([queries[i] for i in todo],
+                                                                 [texts[i] for i in todo]))) if todo else []
+        _answers(answers, len(todo), "continuation_logprobs")
+        out: list[float | None] = [None] * len(texts)
+        for i, v in zip(todo, answers):
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                out[i] = float(v)
+            else:
+                errors[i] = f"query likelihood: the backend returned {v!r}, not a finite number"
+        return out
 
     def _results(self, documents: list[Document], cut: list[tuple[str, bool]], rows: list[_Row],
-                 errors: dict[int, str], gens: list[Generation], fuse: bool,
-                 prefixes: list[str]) -> list[RerankResult]:
+                 errors: dict[int, str], gens: list[Generation], fuse: bool, prefixes: list[str],
+                 qlps: list[float | None] | None = None, listwise: bool = True) -> list[RerankResult]:
         labels = self.prompts.labels
-        model_scores = [expected_score(probs, labels) for probs, _, _, _ in rows]
+        label_scores = [expected_score(probs, labels) for probs, _, _, _ in rows]
         first_stage = [float(d.first_stage_score or 0.0) for d in documents]
-        scores = fuse_scores(model_scores, first_stage, float(self.fusion_weight or 0)) if fuse else model_scores
+        model_scores, scores = list_scores(
+            label_scores, qlps, first_stage if fuse else None, likelihood_weight=float(self.likelihood_weight or 0) if listwise else 0.0,
+            fusion_weight=float(self.fusion_weight or 0))
         results = []
         for i, (doc, (_, was_cut), (probs, parsed, expl, ok)) in enumerate(zip(documents, cut, rows)):
             label = parsed if parsed is not None else labels[max(range(len(probs)), key=lambda k: (probs[k], -k))]
@@ -192,7 +228,8 @@ class Planner:
                 index=i, id=doc.id, text=doc.text, score=0.0 if failed else scores[i], label=label,
                 label_probs=probs, explanation=expl, raw_output=(prefixes[i] + gens[i].text)
                 if gens and not gens[i].error else None, parse_ok=ok, truncated=was_cut, metadata=doc.metadata,
-                error=errors.get(i), model_score=model_scores[i], first_stage_score=doc.first_stage_score))
+                error=errors.get(i), model_score=model_scores[i], first_stage_score=doc.first_stage_score,
+                query_logprob=qlps[i] if qlps else None))
         return results
 
     def _failed_row(self) -> _Row:

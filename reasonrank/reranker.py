@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .backends import Backend, LabelRequest, LabelSpec, Prompt, create_backend
+from .backends.base import LikelihoodRequest
 from .metadata import model_defaults
 from .models import DEFAULT_MODEL, META_FILE, read_model_meta
 from .parsing import parse_judgment, validate_labels
@@ -74,6 +75,14 @@ class ReasoningReranker:
             calibrated scores, labels and ``label_probs``. Costs up to a second forward pass per new
             document; docs/benchmarks.md ("Document prior") measures what it buys. None (default): the
             model's ``reasonrank.json`` may supply one; 0: off.
+        likelihood_weight: Direct mode: mix the query likelihood into the model score (UPR, Sachan et al.
+            2022): each candidate also gets ``query_logprob``, the mean log-probability per query token given
+            the document under the same model (the template's ``likelihood`` prompt; one more forward pass
+            per document, transformers backend), and the model score becomes ``(1 - w) * label score + w *
+            minmax(query_logprob)`` over the candidate list (:func:`reasonrank.fusion.list_scores`), before
+            any fusion. Label probabilities and labels stay the label pass's. docs/benchmarks.md ("Query
+            likelihood") measures it. None (default): the model's ``reasonrank.json`` may supply one (applied
+            where the backend computes likelihoods, else logged and left out); 0: off.
         explain_top_k: Explain only what the user sees (direct mode): :meth:`rank` scores every candidate with
             the direct prompt, then has the model explain its final top ``explain_top_k`` results with the
             reasoning prompt (one generation each), in ``RerankResult.explanation``. The reasoning prompt
@@ -98,7 +107,7 @@ class ReasoningReranker:
                  max_doc_tokens: int = 1024, max_new_tokens: int = 256, batch_size: int = 8,
                  on_parse_error: OnParseError = "fallback", sanitize_documents: bool = True,
                  fusion_weight: float | None = None, prior_weight: float | None = None,
-                 explain_top_k: int | None = None, device: str | None = None,
+                 likelihood_weight: float | None = None, explain_top_k: int | None = None, device: str | None = None,
                  dtype: Any = None, **backend_options: Any) -> None:
         if isinstance(backend, Backend):  # a ready engine: the defaults of the model it was built for
             meta = dict(backend.model_meta)
@@ -116,7 +125,9 @@ class ReasoningReranker:
             fusion_weight = meta.get("fusion_weight")  # the model card's default, if any
         self.fusion_weight = None if fusion_weight is None else self._unit_weight(
             "fusion_weight", fusion_weight, "" if self._fusion_required else f"{model}/{META_FILE}: ")
-        self.prior_weight = self._prior_weight(prior_weight, meta.get("prior_weight"), mode, model)
+        self.prior_weight = self._direct_weight("prior_weight", prior_weight, meta.get("prior_weight"), mode, model)
+        self.likelihood_weight = self._direct_weight("likelihood_weight", likelihood_weight,
+                                                     meta.get("likelihood_weight"), mode, model)
         self._prior_cache: dict[str, tuple[float, ...]] = {}
         if on_parse_error not in ("fallback", "raise", "report"):
             raise ValueError(f"on_parse_error must be 'fallback', 'raise' or 'report', got {on_parse_error!r}")
@@ -156,6 +167,10 @@ class ReasoningReranker:
                 opts["dtype"] = dtype
             self.backend = create_backend(backend, model, **opts)
             self.backend.model_meta = MappingProxyType(dict(meta))
+        if self.likelihood_weight and likelihood_weight is None and not self.backend.computes_likelihood:
+            logger.warning("%s: the model card's likelihood_weight is not applied: the %s backend does not compute "
+                           "query likelihoods (use the transformers backend for it)", model, self.backend.name)
+            self.likelihood_weight = None  # a card's default; a weight passed here is required (an error at use)
 
     def __repr__(self) -> str:
         return (f"ReasoningReranker(backend={self.backend.describe()!r}, mode={self.mode!r}, labels={self.labels}, "
@@ -238,15 +253,15 @@ class ReasoningReranker:
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
-    def _prior_weight(given: object, card: object, mode: str, model: object) -> float | None:
-        """The checked ``prior_weight``: the one given, else the model card's (direct mode only)."""
+    def _direct_weight(name: str, given: object, card: object, mode: str, model: object) -> float | None:
+        """A checked direct-mode weight (``prior_weight``, ``likelihood_weight``): the one given, else the
+        model card's (which applies to direct mode only, the mode it was tuned for)."""
         if given is None and (card is None or mode != "direct"):
-            return None  # a card's default applies to the mode it was tuned for
-        value = ReasoningReranker._unit_weight("prior_weight", given if given is not None else card,
+            return None
+        value = ReasoningReranker._unit_weight(name, given if given is not None else card,
                                                "" if given is not None else f"{model}/{META_FILE}: ")
         if value and mode != "direct":
-            raise ValueError("prior_weight calibrates direct-mode label probabilities; pass mode='direct' or "
-                             "drop prior_weight")
+            raise ValueError(f"{name} applies to direct-mode scores; pass mode='direct' or drop {name}")
         return value
 
     @staticmethod
@@ -295,6 +310,8 @@ class ReasoningReranker:
             while True:
                 if isinstance(req, LabelRequest):
                     answer: Any = self.backend.label_logprobs(req.prompts, self.spec)
+                elif isinstance(req, LikelihoodRequest):
+                    answer = self.backend.continuation_logprobs(req.pairs)
                 else:
                     answer = self.backend.generate(req.prompts, self.spec, locate=self._locate,
                                                    max_new_tokens=self.max_new_tokens)
@@ -308,6 +325,8 @@ class ReasoningReranker:
             while True:
                 if isinstance(req, LabelRequest):
                     answer: Any = await self.backend.alabel_logprobs(req.prompts, self.spec)
+                elif isinstance(req, LikelihoodRequest):
+                    answer = await self.backend.acontinuation_logprobs(req.pairs)
                 else:
                     answer = await self.backend.agenerate(req.prompts, self.spec, locate=self._locate,
                                                           max_new_tokens=self.max_new_tokens)
@@ -327,4 +346,5 @@ class ReasoningReranker:
         """The planner with this reranker's current settings."""
         return Planner(prompts=self.prompts, text_ops=self.backend, mode=self.mode, on_parse_error=self.on_parse_error,
                        fusion_weight=self.fusion_weight, fusion_required=self._fusion_required,
-                       prior_weight=self.prior_weight, prior_cache=self._prior_cache, stats=self.stats)
+                       prior_weight=self.prior_weight, prior_cache=self._prior_cache,
+                       likelihood_weight=self.likelihood_weight, stats=self.stats)

@@ -118,8 +118,11 @@ class RerankResult:
         metadata: The document's metadata, carried through.
         error: Why the backend failed on this document (backends with ``on_error="report"``), else None.
             Such a result has score 0, all-zero ``label_probs`` and ranks after every judged document.
-        model_score: The reranker's own score (equal to ``score`` unless score fusion is on).
+        model_score: The reranker's own score (equal to ``score`` unless score fusion is on): the label score,
+            mixed with the query likelihood when ``likelihood_weight`` is on.
         first_stage_score: The document's first-stage score, when it had one.
+        query_logprob: With ``likelihood_weight``: the mean log-probability per token of the query given the
+            document (the template's ``likelihood`` prompt), else None.
     """
 
     index: int
@@ -137,6 +140,7 @@ class RerankResult:
     error: str | None = None
     model_score: float | None = None
     first_stage_score: float | None = None
+    query_logprob: float | None = None
 
 
 @dataclass

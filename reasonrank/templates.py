@@ -20,6 +20,8 @@ Mode = Literal["reasoning", "direct"]
 
 ALLOWED_PLACEHOLDERS = frozenset({"query", "document", "labels", "label_guide", "max_label", "marker"})
 REQUIRED_USER_PLACEHOLDERS = ("query", "document")
+LIKELIHOOD_PROMPT = "Passage: {document}\nPlease write a question based on this passage.\nQuestion:"
+"""The default query-likelihood prompt (UPR's question-generation prompt; :attr:`PromptTemplate.likelihood`)."""
 
 
 class TemplateError(ValueError):
@@ -88,6 +90,9 @@ class PromptTemplate:
             ``assistant_prefix`` (may use ``{relevance}``, the label in words, :func:`label_name`, and
             ``{verdict}``): the model writes the reason, e.g. ``" The document is {relevance} to the query
             because it"``. A serving-time prefix of the explanation, so its stance is the given label's.
+        likelihood: Direct mode's query-likelihood prompt (``likelihood_weight``; UPR, Sachan et al. 2022):
+            plain text holding ``{document}`` and no other placeholder; the query follows it after a space,
+            and its tokens' mean log-probability under the model is the document's ``query_logprob``.
 
     Example:
         >>> t = PromptTemplate(name="t", mode="direct", system="", user="Q: {query} D: {document}",
@@ -109,6 +114,7 @@ class PromptTemplate:
     description: str = field(default="", compare=False)
     verdict_note: str = ""
     verdict_lead: str = ""
+    likelihood: str = LIKELIHOOD_PROMPT
 
     def __post_init__(self) -> None:
         if self.mode not in ("reasoning", "direct"):
@@ -143,6 +149,9 @@ class PromptTemplate:
             if not self.verdict_note:
                 raise TemplateError(f"template {self.name!r}: verdict_lead needs a verdict_note (the instruction "
                                     "that states the verdict)")
+        if _placeholders(self.likelihood) != ["document"]:
+            raise TemplateError(f"template {self.name!r}: likelihood must contain {{document}} once and no other "
+                                "placeholder (the query is appended after it)")
         user_names = _placeholders(self.user)
         for req in REQUIRED_USER_PLACEHOLDERS:
             if req not in user_names:
@@ -155,6 +164,10 @@ class PromptTemplate:
         if self.mode == "direct" and not self.assistant_prefix.rstrip().endswith(self.marker.strip()):
             raise TemplateError(f"template {self.name!r}: a direct template's assistant_prefix must end with the "
                                 f"marker {self.marker!r} so that the next token is the label")
+
+    def render_likelihood(self, *, document: str) -> str:
+        """The query-likelihood context of a document; the query (after a space) is what is scored."""
+        return self.likelihood.format(document=document)
 
     def _fields(self, labels: Sequence[int]) -> dict[str, Any]:
         return {"labels": ", ".join(str(x) for x in labels[:-1]) + f" or {labels[-1]}",
@@ -202,7 +215,7 @@ class PromptTemplate:
     def from_mapping(cls, data: Mapping[str, Any]) -> PromptTemplate:
         """Build from a dict (e.g. parsed YAML); unknown keys are an error."""
         known = {"name", "mode", "system", "user", "assistant_prefix", "marker", "description", "verdict_note",
-                 "verdict_lead"}
+                 "verdict_lead", "likelihood"}
         extra = sorted(set(data) - known)
         if extra:
             raise TemplateError(f"unknown template field(s) {extra}; allowed: {sorted(known)}")

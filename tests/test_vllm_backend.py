@@ -136,6 +136,17 @@ def test_direct_matches_transformers_smollm2(smollm2_vllm, smollm2_hf) -> None:
 
 @pytest.mark.vllm
 @needs_vllm
+def test_query_likelihood_matches_transformers_smollm2(smollm2_vllm, smollm2_hf) -> None:
+    from reasonrank import ReasoningReranker
+
+    ours = ReasoningReranker(backend=smollm2_vllm, mode="direct", likelihood_weight=0.5).score(QUERY, DOCS)
+    ref = ReasoningReranker(backend=smollm2_hf, mode="direct", likelihood_weight=0.5).score(QUERY, DOCS)
+    assert [r.query_logprob for r in ours] == pytest.approx([r.query_logprob for r in ref], abs=TOL)
+    _assert_close(ours, ref, TOL)
+
+
+@pytest.mark.vllm
+@needs_vllm
 def test_label_logprobs_exact_for_every_label(smollm2_vllm, smollm2_hf) -> None:
     """Raw per-label logprobs agree, including labels far down the distribution (binary + 0..4 scales)."""
     from reasonrank import ReasoningReranker

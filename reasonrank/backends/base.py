@@ -9,6 +9,9 @@ questions:
   plain ``{label: logprob}`` mapping, or a :class:`LabelScores` (which can also carry a per-document error);
 * :meth:`Backend.generate` - generate an explanation+verdict and report the label-token
   log-probabilities at the position where the verdict's label was written (a :class:`Generation`).
+
+and, optionally, a third: :meth:`Backend.continuation_logprobs` - the mean log-probability of a text's
+tokens after a context (the query-likelihood signal of ``likelihood_weight``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 
 __all__ = ["Backend", "LabelSpec", "Prompt", "Generation", "LocateLabel", "LabelScores", "LabelReply",
-           "LabelRequest", "GenerateRequest", "Request"]
+           "LabelRequest", "GenerateRequest", "LikelihoodRequest", "Request"]
 
 LocateLabel = Callable[[str], "int | None"]
 """Given generated text, return the character offset of the verdict's label digit, or None."""
@@ -136,7 +139,15 @@ class GenerateRequest:
     prompts: list[Prompt]
 
 
-Request = LabelRequest | GenerateRequest
+@dataclass(frozen=True)
+class LikelihoodRequest:
+    """What the reranker's plan asks a driver for: :meth:`Backend.continuation_logprobs` of these
+    (context, continuation) pairs."""
+
+    pairs: list[tuple[str, str]]
+
+
+Request = LabelRequest | GenerateRequest | LikelihoodRequest
 """A planning step of :class:`reasonrank.ReasoningReranker`; the sync and async drivers answer it."""
 
 
@@ -173,6 +184,21 @@ class Backend(ABC):
                         max_new_tokens: int) -> list[Generation]:
         """Async variant; the default runs the sync method in a worker thread."""
         return await asyncio.to_thread(self.generate, prompts, spec, locate=locate, max_new_tokens=max_new_tokens)
+
+    def continuation_logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """For each (context, continuation) of plain text (no chat template), the mean log-probability per
+        token of the continuation's tokens after the context's: one finite float per pair, in order."""
+        raise NotImplementedError(f"the {self.name} backend does not compute query likelihoods; use the "
+                                  "transformers backend, or pass likelihood_weight=0")
+
+    @property
+    def computes_likelihood(self) -> bool:
+        """Whether this backend implements :meth:`continuation_logprobs`."""
+        return type(self).continuation_logprobs is not Backend.continuation_logprobs
+
+    async def acontinuation_logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Async variant; the default runs the sync method in a worker thread."""
+        return await asyncio.to_thread(self.continuation_logprobs, pairs)
 
     def control_strings(self) -> tuple[str, ...]:
         """The model's special-token strings (chat control tokens), neutralised inside documents.

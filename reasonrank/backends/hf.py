@@ -238,6 +238,36 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
                 bar.update(1)
         return out
 
+    def continuation_logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Mean log-probability per token of each continuation after its context (plain text; fp32
+        log-softmax over the continuation's positions only, through an fp32 head under bf16/fp16)."""
+        torch = self.torch
+        seqs, starts = self.likelihood_inputs(pairs)
+        out = [0.0] * len(seqs)
+        batches = length_sorted_batches([len(s) for s in seqs], self.batch_size, self.max_batch_tokens)
+        with torch.inference_mode(), self._progress(len(batches), "query likelihood") as bar:
+            for batch in batches:
+                keep = max(len(seqs[i]) - starts[i] for i in batch) + 1  # each continuation + the token before
+                logits = self._tail_logits(self._batch_tensors([seqs[i] for i in batch]), keep)
+                for row, i in enumerate(batch):
+                    n = len(seqs[i]) - starts[i]
+                    target = torch.tensor(seqs[i][starts[i]:], device=logits.device)
+                    lp = torch.log_softmax(logits[row, keep - n - 1:keep - 1, :], dim=-1)
+                    out[i] = float(lp.gather(-1, target[:, None]).mean())
+                bar.update(1)
+        return out
+
+    def _tail_logits(self, enc: dict[str, Any], keep: int, **kw: Any) -> Any:
+        """fp32 logits of the last ``keep`` positions of ``self.model(**enc, **kw)`` (rows are left-padded, so
+        they end together); under bf16/fp16 the final hidden states go through the output head in fp32."""
+        kw = {self._keep_kw: keep, **kw} if self._keep_kw else kw
+        if self.dtype == self.torch.float32:
+            return self.model(**enc, **kw).logits[:, -keep:, :].float()
+        hidden = self.model(**enc, output_hidden_states=True, **kw).hidden_states[-1][:, -keep:, :].float()
+        head = self.model.get_output_embeddings()
+        logits = hidden @ head.weight.float().T
+        return logits + head.bias.float() if getattr(head, "bias", None) is not None else logits
+
     def _shared_prefix(self, seqs: list[list[int]]) -> tuple[list[int], Any] | None:
         """The token prefix every prompt of the call shares (system, instruction, query: templates put the
         document last) and its KV cache, computed once; None when reuse is off or the prefix is short."""
@@ -260,7 +290,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         With a ``prefix`` (its ids and KV cache), ``enc`` holds only the rest of each prompt: the left
         padding then sits between the prefix and each row's tokens, masked, and positions continue the prefix.
         """
-        kw: dict[str, Any] = {self._keep_kw: 1} if self._keep_kw else {}
+        kw: dict[str, Any] = {}
         if prefix is not None:
             mask = enc["attention_mask"]
             cache, full_mask = self._prefix_rows(prefix, mask)
@@ -281,16 +311,7 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
 
     def _head_logprobs(self, enc: dict[str, Any], **kw: Any) -> Any:
         """fp32 log-probabilities at the last position of ``self.model(**enc, **kw)`` (see :meth:`_last_logprobs`)."""
-        torch = self.torch
-        if self.dtype == torch.float32:
-            return torch.log_softmax(self.model(**enc, **kw).logits[:, -1, :].float(), dim=-1)
-        out = self.model(**enc, output_hidden_states=True, **kw)
-        head = self.model.get_output_embeddings()
-        hidden = out.hidden_states[-1][:, -1, :].float()
-        logits = hidden @ head.weight.float().T
-        if getattr(head, "bias", None) is not None:
-            logits = logits + head.bias.float()
-        return torch.log_softmax(logits, dim=-1)
+        return self.torch.log_softmax(self._tail_logits(enc, 1, **kw)[:, -1, :], dim=-1)
 
     def generate(self, prompts: Sequence[Prompt], spec: LabelSpec, *, locate: LocateLabel,
                  max_new_tokens: int) -> list[Generation]:
@@ -389,9 +410,8 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         kept = torch.tensor([[k] for _, k, _ in plans], device=self.device)
         mask, before = enc["attention_mask"], prompt_mask.index_select(0, sel)
         gen_mask = (torch.arange(new_tokens - 1, device=self.device) < kept).to(mask.dtype)
-        kw = {self._keep_kw: 1} if self._keep_kw else {}
         try:
-            lp = self._head_logprobs({"input_ids": enc["input_ids"]}, use_cache=True, **{self._cache_kw: cache}, **kw,
+            lp = self._head_logprobs({"input_ids": enc["input_ids"]}, use_cache=True, **{self._cache_kw: cache},
                                      attention_mask=torch.cat([before, gen_mask, mask], dim=1),
                                      position_ids=(enc["position_ids"] + before.sum(-1, keepdim=True) + kept) * mask
                                      + (1 - mask))

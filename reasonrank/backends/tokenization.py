@@ -354,6 +354,25 @@ class LocalTokenizerMixin:
                                 hint=self.context_hint)
         return seqs
 
+    def likelihood_inputs(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[list[int]], list[int]]:
+        """Token ids of (context, continuation) pairs, context then continuation, each tokenised on its own
+        (no special tokens), and where each continuation starts."""
+        seqs, starts = [], []
+        for context, continuation in pairs:
+            head = self._encode(context)
+            tail: list[int] = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            if not tail:
+                raise ValueError("a likelihood continuation (the query) has no tokens; pass a non-empty query")
+            seqs.append(self._encode_ids(head + tail))
+            starts.append(len(head))
+        return seqs, starts
+
+    def _encode_ids(self, ids: list[int]) -> list[int]:
+        if self.context_length and len(ids) > self.context_length:
+            raise ValueError(f"a likelihood prompt is {len(ids)} tokens, over the {self.context_owner}'s context of "
+                             f"{self.context_length}; lower max_doc_tokens or shorten the query")
+        return ids
+
     @property
     def end_ids(self) -> set[int]:
         """Token ids that end a generation: the EOS ids and the padding id."""

@@ -236,6 +236,17 @@ class VLLMBackend(LocalTokenizerMixin, Backend):
         outs = self._run(seqs, self._params(flat, max_tokens=1, detokenize=False))
         return [self._step_logprobs(o.outputs[0].logprobs[0], flat) for o in outs]
 
+    def continuation_logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        """Mean log-probability per token of each continuation after its context: the engine's prompt
+        log-probabilities of the continuation's tokens (``prompt_logprobs=0``: the prompt's own token)."""
+        if not pairs:
+            return []
+        seqs, starts = self.likelihood_inputs(pairs)
+        outs = self._run(seqs, self.vllm.SamplingParams(temperature=0.0, max_tokens=1, prompt_logprobs=0,
+                                                        detokenize=False))
+        return [sum(float(o.prompt_logprobs[k][s[k]].logprob) for k in range(st, len(s))) / (len(s) - st)
+                for o, s, st in zip(outs, seqs, starts)]
+
     def _stop_strings(self, spec: LabelSpec) -> list[str]:
         """Common spellings of a finished verdict (a speed-up; the exact stop rule is applied afterwards)."""
         marker = spec.marker.strip()

@@ -73,7 +73,7 @@ class ServeConfig:
 
 
 def add_weight_options(parser: argparse.ArgumentParser, scores: str) -> None:
-    """``--fusion-weight`` and ``--prior-weight``, the score options ``rerank`` and ``serve`` share (``scores``:
+    """``--fusion-weight``, ``--prior-weight`` and ``--likelihood-weight``, the score options ``rerank`` and ``serve`` share (``scores``:
     where the first-stage scores come from)."""
     parser.add_argument("--fusion-weight", type=float, default=None,
                         help=f"fuse the reranker score with the first-stage score, 0..1; needs {scores}")
@@ -81,6 +81,9 @@ def add_weight_options(parser: argparse.ArgumentParser, scores: str) -> None:
                         help="direct mode: divide each document's prior (its label distribution under a "
                              "content-free query) out of its score, 0..1 (up to one more forward pass per new "
                              "document)")
+    parser.add_argument("--likelihood-weight", type=float, default=None,
+                        help="direct mode: mix the query likelihood (log P(query | document)) into the model "
+                             "score, 0..1 (one more forward pass per document); default: the model card's")
 
 
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:

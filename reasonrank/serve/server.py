@@ -92,7 +92,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
         require("prometheus_client", "serve", purpose="reasonrank serve")
         config = config_from_args(args)
         reranker = reranker_from_args(args, explain_top_k=args.explain_top_k, fusion_weight=args.fusion_weight,
-                                     prior_weight=args.prior_weight)
+                                     prior_weight=args.prior_weight, likelihood_weight=args.likelihood_weight)
     except (ValueError, TypeError, OSError, MissingDependencyError) as exc:
         print(f"reasonrank: error: {exc}", file=sys.stderr)
         return 2

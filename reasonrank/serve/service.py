@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..fusion import fuse_scores
+from ..fusion import list_scores
 from ..parsing import ParseError
 from ..schema import Document, RerankResult
 from .batcher import Batcher, BatcherClosed, QueueFull
@@ -191,10 +191,12 @@ class RerankService:
         results = await self._run([(query, d) for d in documents], receive, len(documents))
         # score_pairs numbers results within the pooled engine call: renumber them within this request
         results = [r if r.index == i else replace(r, index=i) for i, r in enumerate(results)]
-        if fuse:
-            w = float(self.reranker.fusion_weight)
-            fused = fuse_scores([r.model_score or 0.0 for r in results],
-                                [float(d.first_stage_score or 0.0) for d in documents], w)
-            results = [replace(r, score=0.0 if r.error else s) for r, s in zip(results, fused)]
+        lw = float(getattr(self.reranker, "likelihood_weight", None) or 0)
+        if fuse or lw:  # the list-relative parts, as ReasoningReranker.score applies them (list_scores)
+            model, final = list_scores([r.model_score or 0.0 for r in results], [r.query_logprob for r in results],
+                                       [float(d.first_stage_score or 0.0) for d in documents] if fuse else None,
+                                       likelihood_weight=lw, fusion_weight=float(self.reranker.fusion_weight or 0))
+            results = [replace(r, model_score=m, score=0.0 if r.error else s)
+                       for r, m, s in zip(results, model, final)]
         self.metrics.observe_results(results)
         return results
