@@ -49,6 +49,7 @@ from reasonrank.parsing import calibrate, expected_score
 from reasonrank.planning import PRIOR_QUERY
 
 MEASURES = ("nDCG@10", "R@10")
+LIST_WEIGHTS = ("fusion_weight", "prior_weight", "likelihood_weight")  # card fields the cached scores ignore
 DOC_TOKENS = 160  # --max-doc-tokens default: what reasonrank-tiny was trained with
 
 
@@ -124,15 +125,20 @@ def _head(run_q: dict[str, float], depth: int) -> list[str]:
 def fingerprint(model: str) -> str:
     """8 hex digits naming a model's weights, so that a cache of scores never outlives them: a hash of the
     weight files and ``reasonrank.json`` of a local folder or a shipped alias; the name itself otherwise
-    (hub ids, GGUF aliases: their files do not change)."""
+    (hub ids, GGUF aliases: their files do not change). A model card's fusion, prior and likelihood weights
+    are left out: the cache holds the label pass alone (and each document's prior and query likelihood), so a
+    card retuned on the same weights keeps its cached scores."""
     from reasonrank.models import SHIPPED_MODELS, shipped_model_dir
 
     path = shipped_model_dir(model) if model in SHIPPED_MODELS else Path(model)
     h = hashlib.sha1(model.encode())
     if path.is_dir():
         for f in sorted(path.iterdir()):
-            if f.suffix in (".safetensors", ".bin") or f.name == "reasonrank.json":
+            if f.suffix in (".safetensors", ".bin"):
                 h.update(f.name.encode() + f.read_bytes())
+            elif f.name == "reasonrank.json":  # less the list-level weights, which no cached score depends on
+                card = {k: v for k, v in json.loads(f.read_text(encoding="utf-8")).items() if k not in LIST_WEIGHTS}
+                h.update(f.name.encode() + json.dumps(card, sort_keys=True).encode())
     return h.hexdigest()[:8]
 
 

@@ -86,6 +86,19 @@ def test_the_benchmark_runs_with_and_without_titles(load_benchmark, tiny_model_d
     assert [r.score for r in got] == pytest.approx([want[d]["score"] for d in ids], abs=1e-5)
     with pytest.raises(SystemExit):
         bench.parse_args(["--system", "a=b", "--prior-weights", "0.5", "--modes", "reasoning"])
+    # the query likelihood: one cached value per judged pair, mixed as the reranker mixes it
+    assert bench.main([*argv, "--likelihood-weights", "0,0.5"]) == 0
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())["rows"]
+    assert [r["system"] for r in rows] == ["dense", "tiny", "tiny+ql0.5"] and rows[1]["nDCG@10"] == tiny["nDCG@10"]
+    qls: dict = {}
+    for r in map(json.loads, (tmp_path / "out" / "tiny-dev" / caches[0].replace(".jsonl", "-ql.jsonl")).open()):
+        qls.setdefault(r["qid"], {})[r["docid"]] = r["query_logprob"]
+    assert {q: set(v) for q, v in qls.items()} == {q: set(v) for q, v in judged.items()}
+    want = bench.with_likelihood({q: judged[q]}, qls, 0.5)[q]
+    got = ReasoningReranker(str(tiny_model_dir), mode="direct", label_scale=(0, 1), dtype="float32",
+                            likelihood_weight=0.5).score(col.queries[q], [col.corpus[d] for d in ids])
+    assert [r.query_logprob for r in got] == pytest.approx([qls[q][d] for d in ids], abs=1e-5)
+    assert [r.score for r in got] == pytest.approx([want[d]["score"] for d in ids], abs=1e-5)
 
 
 def test_paired_delta_is_the_mean_difference_with_a_bootstrap_interval(load_benchmark) -> None:
@@ -120,3 +133,10 @@ def test_a_model_card_fusion_weight_gets_its_own_figure(load_benchmark, tiny_mod
     assert carded["card_weight"] == 1.0  # weight 1: the first stage's order, so its figure and no difference
     assert carded["card_nDCG@10"] == pytest.approx(first["nDCG@10"])
     assert carded["card_vs_first"] == pytest.approx([0.0, 0.0, 0.0])
+    # a card retuned on the same weights keeps its cached scores; a card that changes the prompt does not
+    before = bench.fingerprint(str(model))
+    (model / "reasonrank.json").write_text(json.dumps({"mode": "direct", "fusion_weight": 0.3,
+                                                       "likelihood_weight": 0.5, "prior_weight": 0.2}))
+    assert bench.fingerprint(str(model)) == before
+    (model / "reasonrank.json").write_text(json.dumps({"mode": "reasoning", "fusion_weight": 1.0}))
+    assert bench.fingerprint(str(model)) != before
