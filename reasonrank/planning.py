@@ -217,9 +217,9 @@ class Planner:
         labels = self.prompts.labels
         label_scores = [expected_score(probs, labels) for probs, _, _, _ in rows]
         first_stage = [float(d.first_stage_score or 0.0) for d in documents]
-        model_scores, scores = list_scores(
-            label_scores, qlps, first_stage if fuse else None, likelihood_weight=float(self.likelihood_weight or 0) if listwise else 0.0,
-            fusion_weight=float(self.fusion_weight or 0))
+        mix = float(self.likelihood_weight or 0) if listwise else 0.0  # score_pairs: no list to normalise over
+        model_scores, scores = list_scores(label_scores, qlps, first_stage if fuse else None, likelihood_weight=mix,
+                                           fusion_weight=float(self.fusion_weight or 0))
         results = []
         for i, (doc, (_, was_cut), (probs, parsed, expl, ok)) in enumerate(zip(documents, cut, rows)):
             label = parsed if parsed is not None else labels[max(range(len(probs)), key=lambda k: (probs[k], -k))]
