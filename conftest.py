@@ -100,3 +100,23 @@ def smollm2_direct(smollm2_model_dir: Path):
     # fp32: these tests compare generation-time label probabilities with forced passes and other backends to
     # 2e-3; under the bf16 CPU default, generate() reads bf16 logits (no fp32 head yet) and differs by ~0.02
     return ReasoningReranker(str(smollm2_model_dir), mode="direct", batch_size=4, dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def served_like_library():
+    """``check(rr, query, docs)``: ``reasonrank serve`` over ``rr`` (POST /v1/rerank) returns the order and the
+    scores ``rr.rank`` does; returns ``rr.rank``'s results. Skips without the serve extra."""
+    pytest.importorskip("fastapi", reason='needs the serve extra: pip install "reasonrank[serve]"')
+    from fastapi.testclient import TestClient
+
+    from reasonrank.serve import ServeConfig, create_app
+
+    def check(rr, query: str, docs: list) -> list:
+        want = rr.rank(query, docs)
+        with TestClient(create_app(rr, ServeConfig(model_name="tiny"))) as client:
+            rows = client.post("/v1/rerank", json={"query": query, "documents": docs}).json()["results"]
+        assert [r["index"] for r in rows] == [w.index for w in want]
+        assert [r["relevance_score"] for r in rows] == pytest.approx([w.score for w in want], abs=1e-6)
+        return want
+
+    return check

@@ -37,6 +37,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -142,9 +143,12 @@ def fingerprint(model: str) -> str:
     return h.hexdigest()[:8]
 
 
-def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[str, float]], qids: list[str],
-                 depth: int, cache: Path, *, titles: bool = True) -> tuple[dict[str, dict[str, dict[str, Any]]], float]:
-    """Model judgments ``{qid: {docid: row}}`` of the top ``depth`` of each query; cached per query."""
+def _per_query(fold: Collection, run: dict[str, dict[str, float]], qids: list[str], depth: int, cache: Path,
+               titles: bool, score: Callable[[str, list[Any]], list[dict[str, Any]]],
+               ) -> tuple[dict[str, dict[str, dict[str, Any]]], float]:
+    """Rows ``{qid: {docid: row}}`` for the top ``depth`` of each query, cached per query in ``cache`` (JSON
+    lines); ``score(query, documents)`` gives one row per document of a query not cached yet. Also documents/s
+    of that scoring (NaN when everything was cached)."""
     done: dict[str, dict[str, dict[str, Any]]] = {}
     if cache.is_file():
         for _, row in read_jsonl(cache):
@@ -157,18 +161,24 @@ def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[st
             if q in done and set(head) <= set(done[q]):
                 continue
             started = time.perf_counter()
-            docs_q = [fold.corpus[d] if titles else replace(fold.corpus[d], title=None) for d in head]
-            results = rr.score(fold.queries[q], docs_q)
+            rows = score(fold.queries[q], [fold.corpus[d] if titles else replace(fold.corpus[d], title=None)
+                                           for d in head])
             seconds += time.perf_counter() - started
             docs += len(head)
-            done[q] = {}
-            for d, r in zip(head, results):
-                row = {"qid": q, "docid": d, "score": r.score, "label": r.label, "parse_ok": r.parse_ok,
-                       "error": r.error, "explanation": r.explanation, "label_probs": list(r.label_probs)}
-                done[q][d] = row
-                fh.write(json.dumps(row) + "\n")
+            done[q] = {d: {"qid": q, "docid": d, **r} for d, r in zip(head, rows)}
+            fh.writelines(json.dumps(r) + "\n" for r in done[q].values())
             fh.flush()
     return done, (docs / seconds if seconds else float("nan"))
+
+
+def score_system(rr: ReasoningReranker, fold: Collection, run: dict[str, dict[str, float]], qids: list[str],
+                 depth: int, cache: Path, *, titles: bool = True) -> tuple[dict[str, dict[str, dict[str, Any]]], float]:
+    """Model judgments ``{qid: {docid: row}}`` of the top ``depth`` of each query; cached per query."""
+    def judge(query: str, docs: list[Any]) -> list[dict[str, Any]]:
+        return [{"score": r.score, "label": r.label, "parse_ok": r.parse_ok, "error": r.error,
+                 "explanation": r.explanation, "label_probs": list(r.label_probs)} for r in rr.score(query, docs)]
+
+    return _per_query(fold, run, qids, depth, cache, titles, judge)
 
 
 def _reranked(judged: dict[str, dict[str, dict[str, Any]]], run: dict[str, dict[str, float]], depth: int,
@@ -261,28 +271,15 @@ def score_likelihoods(rr: ReasoningReranker, fold: Collection, run: dict[str, di
     """Each candidate's ``query_logprob`` as the reranker computes it (the planner's likelihood pairs, the
     backend's ``continuation_logprobs``), ``{qid: {docid: value}}``, cached per query; and documents/s of
     that pass (NaN when everything was cached)."""
-    done: dict[str, dict[str, float]] = {}
-    if cache.is_file():
-        for _, row in read_jsonl(cache):
-            done.setdefault(row["qid"], {})[row["docid"]] = row["query_logprob"]
     planner = rr._planner()
-    seconds, n = 0.0, 0
-    with cache.open("a", encoding="utf-8") as fh:
-        for q in qids:
-            head = _head(run[q], depth)
-            if q in done and set(head) <= set(done[q]):
-                continue
-            started = time.perf_counter()
-            docs = [fold.corpus[d] if titles else replace(fold.corpus[d], title=None) for d in head]
-            texts = [t for t, _ in rr.prompts.document_texts(docs, rr.backend)]
-            query = rr.prompts.query_text(fold.queries[q], rr.backend)
-            values = rr.backend.continuation_logprobs(planner.likelihood_pairs([query] * len(texts), texts))
-            seconds, n = seconds + time.perf_counter() - started, n + len(head)
-            done[q] = dict(zip(head, values))
-            for d, v in done[q].items():
-                fh.write(json.dumps({"qid": q, "docid": d, "query_logprob": v}) + "\n")
-            fh.flush()
-    return done, (n / seconds if seconds else float("nan"))
+
+    def likelihoods(query: str, docs: list[Any]) -> list[dict[str, Any]]:
+        texts = [t for t, _ in rr.prompts.document_texts(docs, rr.backend)]
+        pairs = planner.likelihood_pairs([rr.prompts.query_text(query, rr.backend)] * len(texts), texts)
+        return [{"query_logprob": v} for v in rr.backend.continuation_logprobs(pairs)]
+
+    rows, dps = _per_query(fold, run, qids, depth, cache, titles, likelihoods)
+    return {q: {d: r["query_logprob"] for d, r in v.items()} for q, v in rows.items()}, dps
 
 
 def with_likelihood(judged: dict[str, dict[str, dict[str, Any]]], qlps: dict[str, dict[str, float]],

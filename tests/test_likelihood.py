@@ -107,13 +107,18 @@ def test_a_document_whose_likelihood_fails_is_reported_and_the_rest_still_mix() 
                                                      0.5 * good[1].label_probs[1] + 0.0])
 
 
+@pytest.mark.parametrize("name", ["likelihood_weight", "prior_weight"])
+def test_direct_mode_weights_are_checked_naming_the_fix(name: str) -> None:
+    be = ScriptedBackend()
+    with pytest.raises(ValueError, match=rf"pass mode='direct' or drop {name}"):
+        ReasoningReranker(backend=be, mode="reasoning", **{name: 0.5})
+    for bad in (1.5, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match=rf"{name} must be a number in \[0, 1\] or None"):
+            ReasoningReranker(backend=be, mode="direct", **{name: bad})
+
+
 def test_bad_likelihood_settings_name_the_fix(caplog: pytest.LogCaptureFixture) -> None:
     be = ScriptedBackend()
-    with pytest.raises(ValueError, match=r"pass mode='direct' or drop likelihood_weight"):
-        ReasoningReranker(backend=be, mode="reasoning", likelihood_weight=0.5)
-    for bad in (1.5, -0.1, True, "0.5"):
-        with pytest.raises(ValueError, match=r"likelihood_weight must be a number in \[0, 1\] or None"):
-            ReasoningReranker(backend=be, mode="direct", likelihood_weight=bad)
     with pytest.raises(NotImplementedError, match=r"use the transformers backend, or pass likelihood_weight=0"):
         ReasoningReranker(backend=be, mode="direct", likelihood_weight=0.5).score("q", ["a document"])
     able = _NanLikelihood()
@@ -131,20 +136,13 @@ def test_bad_likelihood_settings_name_the_fix(caplog: pytest.LogCaptureFixture) 
                        likelihood="Passage: {document} {query}")
 
 
-def test_serve_mixes_the_likelihood_as_the_library_does(plain: ReasoningReranker, tiny_model_dir: Path) -> None:
-    pytest.importorskip("fastapi", reason='needs the serve extra: pip install "reasonrank[serve]"')
-    from fastapi.testclient import TestClient
-
+def test_serve_mixes_the_likelihood_as_the_library_does(plain: ReasoningReranker, tiny_model_dir: Path,
+                                                        served_like_library) -> None:
     from reasonrank.cli import main
-    from reasonrank.serve import ServeConfig, create_app
 
     docs = [{"id": f"d{i}", "text": d if isinstance(d, str) else d["text"], "score": s}
             for i, (d, s) in enumerate(zip(DOCS, [3.0, 9.0, 5.0]))]
-    rr = ReasoningReranker(backend=plain.backend, mode="direct", label_scale=(0, 1), likelihood_weight=0.6,
-                           fusion_weight=0.3)
-    want = rr.rank(QUERY, docs)
-    with TestClient(create_app(rr, ServeConfig(model_name="tiny"))) as client:
-        rows = client.post("/v1/rerank", json={"query": QUERY, "documents": docs}).json()["results"]
-    assert [r["index"] for r in rows] == [w.index for w in want]
-    assert [r["relevance_score"] for r in rows] == pytest.approx([w.score for w in want], abs=1e-6)
+    want = served_like_library(ReasoningReranker(backend=plain.backend, mode="direct", label_scale=(0, 1),
+                                                 likelihood_weight=0.6, fusion_weight=0.3), QUERY, docs)
+    assert all(w.query_logprob is not None for w in want)
     assert main(["serve", "--model", str(tiny_model_dir), "--mode", "reasoning", "--likelihood-weight", "0.5"]) == 2

@@ -74,12 +74,7 @@ def test_a_document_whose_prior_fails_is_reported_not_scored_uncalibrated() -> N
 
 
 def test_bad_prior_weights_name_the_fix(tiny_model_dir: Path) -> None:
-    be = ScriptedBackend()
-    with pytest.raises(ValueError, match=r"pass mode='direct' or drop prior_weight"):
-        ReasoningReranker(backend=be, mode="reasoning", prior_weight=0.5)
-    for bad in (1.5, -0.1, True, "0.5"):
-        with pytest.raises(ValueError, match=r"prior_weight must be a number in \[0, 1\] or None"):
-            ReasoningReranker(backend=be, mode="direct", prior_weight=bad)
+    be = ScriptedBackend()  # the checks prior_weight shares with likelihood_weight: tests/test_likelihood.py
     be.model_meta = {"prior_weight": 3}  # a card's bad default names the card
     with pytest.raises(ValueError, match=r"reasonrank.json: prior_weight .* fix or delete it"):
         ReasoningReranker(backend=be, mode="direct")
@@ -88,23 +83,15 @@ def test_bad_prior_weights_name_the_fix(tiny_model_dir: Path) -> None:
     assert ReasoningReranker(backend=be, mode="reasoning").prior_weight is None
 
 
-def test_serve_calibrates_and_fuses_as_the_library_does(plain: ReasoningReranker, tiny_model_dir: Path) -> None:
-    pytest.importorskip("fastapi", reason='needs the serve extra: pip install "reasonrank[serve]"')
-    from fastapi.testclient import TestClient
-
+def test_serve_calibrates_and_fuses_as_the_library_does(plain: ReasoningReranker, tiny_model_dir: Path,
+                                                        served_like_library) -> None:
     from reasonrank.cli import main
-    from reasonrank.serve import ServeConfig, create_app
 
     docs = [{"id": f"d{i}", "text": t, "score": s} for i, (t, s) in
             enumerate(zip(["BM25 is a ranking function.", "Cats sleep a lot.", "Lucene uses BM25 by default."],
                           [3.0, 9.0, 5.0]))]
-    rr = ReasoningReranker(backend=plain.backend, mode="direct", label_scale=(0, 1), prior_weight=0.5,
-                           fusion_weight=0.3)
-    want = rr.rank(QUERY, docs)
-    with TestClient(create_app(rr, ServeConfig(model_name="tiny"))) as client:
-        rows = client.post("/v1/rerank", json={"query": QUERY, "documents": docs}).json()["results"]
-    assert [r["index"] for r in rows] == [w.index for w in want]
-    assert [r["relevance_score"] for r in rows] == pytest.approx([w.score for w in want], abs=1e-6)
+    want = served_like_library(ReasoningReranker(backend=plain.backend, mode="direct", label_scale=(0, 1),
+                                                 prior_weight=0.5, fusion_weight=0.3), QUERY, docs)
     uncalibrated = {r.index: r.score for r in plain.score(QUERY, docs)}
     assert any(abs(w.model_score - uncalibrated[w.index]) > 1e-4 for w in want)  # the prior did change them
     # the command line hands both weights to the reranker: a prior in reasoning mode is refused, naming the fix
