@@ -114,7 +114,8 @@ def run_pipeline(col: Collection, rr: ReasoningReranker, defended: ReasoningRera
     """The attacks against the pipeline as shipped: the dense first stage's top ``depth`` (the relevant
     document forced in), plus the off-topic document, clean or attacked, forced in with its own cosine
     similarity (the worst case: the attacker made the candidate list); the rerankers fuse (and mix in the
-    query likelihood) as their model card says. Reported: how often the off-topic document ends at or above the relevant one."""
+    query likelihood) as their model card says. Reported: how often the off-topic document ends at or above
+    the relevant one."""
     end, start = chat_strings(rr)
     ids = sorted(col.corpus)
 

@@ -17,6 +17,7 @@ from .base import Generation, LabelSpec, LocateLabel, Prompt
 
 __all__ = [
     "LocalTokenizerMixin",
+    "check_context",
     "check_generation_budget",
     "continuation_chunk",
     "encode_prompt",
@@ -202,10 +203,16 @@ def encode_prompt(tokenizer: Any, text: str, context_length: int | None = None, 
         ValueError: the prompt is longer than ``context_length``.
     """
     ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return check_context(ids, context_length, owner=owner, hint=hint)
+
+
+def check_context(ids: list[int], context_length: int | None, *, owner: str = "model", hint: str | None = None,
+                  what: str = "a prompt") -> list[int]:
+    """``ids``, or ValueError when they are longer than ``context_length`` (see :func:`encode_prompt`)."""
     if context_length and len(ids) > context_length:
         fix = f"lower max_doc_tokens, shorten the query, or {hint}" if hint else \
             "lower max_doc_tokens or shorten the query"
-        raise ValueError(f"a prompt is {len(ids)} tokens, over the {owner}'s context of {context_length}; {fix}")
+        raise ValueError(f"{what} is {len(ids)} tokens, over the {owner}'s context of {context_length}; {fix}")
     return ids
 
 
@@ -359,19 +366,13 @@ class LocalTokenizerMixin:
         (no special tokens), and where each continuation starts."""
         seqs, starts = [], []
         for context, continuation in pairs:
-            head = self._encode(context)
-            tail: list[int] = self.tokenizer(continuation, add_special_tokens=False)["input_ids"]
+            head, tail = (self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in (context, continuation))
             if not tail:
                 raise ValueError("a likelihood continuation (the query) has no tokens; pass a non-empty query")
-            seqs.append(self._encode_ids(head + tail))
+            seqs.append(check_context(head + tail, self.context_length, owner=self.context_owner,
+                                      hint=self.context_hint, what="a likelihood prompt"))
             starts.append(len(head))
         return seqs, starts
-
-    def _encode_ids(self, ids: list[int]) -> list[int]:
-        if self.context_length and len(ids) > self.context_length:
-            raise ValueError(f"a likelihood prompt is {len(ids)} tokens, over the {self.context_owner}'s context of "
-                             f"{self.context_length}; lower max_doc_tokens or shorten the query")
-        return ids
 
     @property
     def end_ids(self) -> set[int]:

@@ -73,8 +73,8 @@ class ServeConfig:
 
 
 def add_weight_options(parser: argparse.ArgumentParser, scores: str) -> None:
-    """``--fusion-weight``, ``--prior-weight`` and ``--likelihood-weight``, the score options ``rerank`` and ``serve`` share (``scores``:
-    where the first-stage scores come from)."""
+    """``--fusion-weight``, ``--prior-weight`` and ``--likelihood-weight``, the score options ``rerank`` and
+    ``serve`` share (``scores``: where the first-stage scores come from)."""
     parser.add_argument("--fusion-weight", type=float, default=None,
                         help=f"fuse the reranker score with the first-stage score, 0..1; needs {scores}")
     parser.add_argument("--prior-weight", type=float, default=None,
