@@ -95,10 +95,10 @@ def build_reranker(backend: str, model: str, mode: str, args: argparse.Namespace
     """``mode``: direct, reasoning, or ``explainN`` (direct ranking + explanations of the top N). A variant's
     ``batch_size`` option wins over --batch-size."""
     explain = int(mode[len("explain"):]) if mode.startswith("explain") else None
-    # likelihood_weight=0: the label pass, the work every peer does (a model card's query likelihood is a
-    # second pass per document; benchmarks/engine.py reports its documents/s)
+    # likelihood_weight 0 unless a variant sets it: the label pass, the work every peer does (a model card's
+    # query likelihood is a second pass per document; ``likelihood_weight=null`` takes the card's weight)
     common = dict(mode="direct" if explain else mode, max_doc_tokens=args.doc_tokens_current,
-                  max_new_tokens=args.max_new_tokens, likelihood_weight=0,
+                  max_new_tokens=args.max_new_tokens, likelihood_weight=opts.pop("likelihood_weight", 0),
                   **({"explain_top_k": explain} if explain else {}))
     batch_size = opts.pop("batch_size", args.batch_size)
     if arch_dir is not None and backend == "transformers":

@@ -205,3 +205,13 @@ def test_warmup_passes_default_to_one_on_cuda_and_run_untimed(bench, tiny_model_
     assert bench.main(["--model", str(tiny_model_dir), "--modes", "direct", "--candidates", "3",
                        "--doc-tokens", "16", "--warmup-passes", "1", "--json", str(out)]) == 0
     assert [r["candidates"] for r in json.loads(out.read_text())] == [3]
+
+
+def test_a_variant_may_run_the_query_likelihood_pass(bench, tiny_model_dir: Path) -> None:
+    """Systems run the label pass (``likelihood_weight`` 0) unless a variant sets the weight; null: the card's."""
+    args = bench.build_parser().parse_args(["--model", str(tiny_model_dir)])
+    args.doc_tokens_current = 16
+    build = lambda opts: bench.build_reranker("transformers", str(tiny_model_dir), "direct", args, opts, None)  # noqa: E731
+    assert build({}).likelihood_weight == 0
+    assert build({"likelihood_weight": 0.5}).likelihood_weight == 0.5
+    assert build({"likelihood_weight": None}).likelihood_weight is None  # the tiny model's card sets none
