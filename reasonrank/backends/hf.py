@@ -187,8 +187,9 @@ class TransformersBackend(LocalTokenizerMixin, Backend):
         params = __import__("inspect").signature(self.model.forward).parameters
         self._keep_kw = next((k for k in ("logits_to_keep", "num_logits_to_keep") if k in params), None)
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # transformers >= 5.2x: cache
-        self.compiled_blocks = compile_blocks(self.model) if compile else 0
+        self.compiled_blocks = 0
         if compile:
+            self.compiled_blocks = compile_blocks(self.model)
             warm_up_compiled(self.torch, self.model, self.pad_id, self.device)
 
     # ------------------------------------------------------------------ loading
